@@ -1,0 +1,288 @@
+"""The pays-off rule: after the pilot, how much confirmation profiling is worth buying.
+
+Profiling an item costs the reference plus every candidate being confirmed, so
+more profiling only pays if the tighter bounds it buys let the plan route enough
+of the remaining items to cheap models. For each confirmation size ``n`` on a
+geometric grid we predict the bounds the confirmation would give, solve the mix
+program for the remaining items, and add the profiling spend::
+
+    expected_total(n) = n * (c_ref + sum of confirmed candidates' costs)
+                        + (R - n) * E[plan cost per item | bounds at n]
+
+The expectation runs over the uncertainty left after the pilot: each model's
+agreement is taken at several quantiles of its Jeffreys posterior (the
+prototype used a normal around the observed rate). We keep the size and the
+error-budget split with the lowest expected total; size 0 means "stop now and
+send the rest to the reference".
+
+Everything here looks only at pilot data, which is why the choice of size and
+split cannot bias the confirmation bounds (see ``bounds.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from smart_spark.engine.bounds import cp_lower
+from smart_spark.engine.planner import enumerate_mix_costs
+
+#: Budget shares a model may take in the mix program (fractions of 1 - confidence).
+BUDGET_SHARES = (1.0, 0.75, 2 / 3, 0.5, 1 / 3, 0.25)
+#: Posterior quantiles that stand for the uncertainty left after the pilot.
+SCENARIO_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+_GRID_RATIO = 1.15
+_MIN_CONFIRMATION = 10
+#: Confirmation looks at planned size times 2**offset, each with its share of a
+#: model's budget (alpha spending). Most goes to the planned look; the others let
+#: the run stop early when the data are better than the pilot promised, or go on
+#: when they are worse, without repeated-looks inflation.
+LOOK_OFFSETS = (-3, -2, -1, 0, 1, 2)
+LOOK_WEIGHTS = (0.05, 0.1, 0.15, 0.45, 0.15, 0.1)
+PLANNED_LOOK_WEIGHT = LOOK_WEIGHTS[LOOK_OFFSETS.index(0)]
+
+
+@dataclass(frozen=True)
+class PilotSummary:
+    """What the pilot measured: per candidate (items, agreements), unit costs, and the run."""
+
+    counts: dict[str, tuple[int, int]]
+    unit_costs: dict[str, float]
+    reference: str
+    n_total: int
+    n_profiled: int
+    accuracy_target: float
+    budget: float
+    max_more: int
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The decision: confirm on ``size`` fresh items, with these budget shares per model."""
+
+    size: int
+    alphas: dict[str, float]
+    expected_total_cost: float
+
+
+def remaining_target(accuracy_target: float, n_total: int, n_profiled) -> np.ndarray:
+    """Agreement the unprofiled items must reach, profiled items being exact."""
+    n_profiled = np.asarray(n_profiled, dtype=float)
+    remaining = np.maximum(n_total - n_profiled, 1.0)
+    return (accuracy_target * n_total - n_profiled) / remaining
+
+
+def size_grid(max_more: int) -> np.ndarray:
+    """0 and a geometric grid of confirmation sizes up to ``max_more``."""
+    if max_more < 1:
+        return np.array([0])
+    sizes = [0]
+    size = float(min(_MIN_CONFIRMATION, max_more))
+    while size < max_more:
+        sizes.append(int(round(size)))
+        size *= _GRID_RATIO
+    sizes.append(max_more)
+    return np.unique(np.array(sizes))
+
+
+def posterior_scenarios(counts: dict[str, tuple[int, int]], models: list[str]) -> np.ndarray:
+    """Agreement rates per (scenario, model) at the Jeffreys posterior quantiles."""
+    n = np.array([counts[m][0] for m in models], dtype=float)
+    k = np.array([counts[m][1] for m in models], dtype=float)
+    q = np.asarray(SCENARIO_QUANTILES)[:, None]
+    return stats.beta.ppf(q, k[None, :] + 0.5, n[None, :] - k[None, :] + 0.5)
+
+
+def decide_confirmation(pilot: PilotSummary, method: str) -> Confirmation:
+    """Pick the confirmation size and budget split with the lowest expected total cost."""
+    candidates = [m for m in pilot.counts if m != pilot.reference and pilot.counts[m][0] > 0]
+    c_ref = pilot.unit_costs[pilot.reference]
+    candidates = [m for m in candidates if pilot.unit_costs[m] < c_ref]
+    left = pilot.n_total - pilot.n_profiled
+    stop_now = Confirmation(0, {}, left * c_ref)
+    if not candidates or left <= 0:
+        return stop_now
+    sizes = size_grid(min(pilot.max_more, left))
+    targets = remaining_target(pilot.accuracy_target, pilot.n_total, pilot.n_profiled + sizes)
+    rates = posterior_scenarios(pilot.counts, candidates)
+    if method == "single":
+        return _until_satisfied(pilot, candidates, rates, sizes, targets, stop_now)
+    if method == "single-early-stop":
+        return _best_single(pilot, candidates, rates, sizes, targets, stop_now)
+    return _best_mix(pilot, candidates, rates, sizes, targets, stop_now)
+
+
+def _predicted_bounds(rates: np.ndarray, sizes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Bounds (size, scenario, option) a confirmation of each size would give at its planned look."""
+    n = sizes[:, None, None].astype(float)
+    return cp_lower(rates[None, :, :] * n, n, alpha[None, None, :] * PLANNED_LOOK_WEIGHT)
+
+
+def look_schedule(planned: int, max_more: int) -> list[tuple[int, float]]:
+    """Confirmation looks ``(cumulative size, share of each model's budget)``.
+
+    Looks that collapse onto the same size (small plans, the ``max_more`` cap)
+    pool their shares, so the shares always sum to 1.
+    """
+    looks: dict[int, float] = {}
+    for offset, weight in zip(LOOK_OFFSETS, LOOK_WEIGHTS):
+        size = int(min(max_more, max(min(_MIN_CONFIRMATION, planned), round(planned * 2.0**offset))))
+        looks[size] = looks.get(size, 0.0) + weight
+    return sorted(looks.items())
+
+
+@dataclass(frozen=True)
+class LookState:
+    """Where the confirmation stands at one look, for the go-on-or-stop decision."""
+
+    pilot_counts: dict[str, tuple[int, int]]
+    counts: dict[str, tuple[int, int]]
+    alphas: dict[str, float]
+    unit_costs: dict[str, float]
+    reference: str
+    n_total: int
+    n_profiled: int
+    accuracy_target: float
+    budget: float
+    weight_now: float
+    next_size_increase: int
+    weight_next: float
+
+
+def plan_cost_now(state: LookState, method: str) -> float:
+    """Cost per remaining item of the plan the current bounds allow."""
+    models = list(state.alphas)
+    n = np.array([state.counts[m][0] for m in models], dtype=float)
+    k = np.array([state.counts[m][1] for m in models], dtype=float)
+    alpha = np.array([state.alphas[m] for m in models])
+    lower = cp_lower(k, n, alpha * state.weight_now)[None, None, :]
+    target = remaining_target(state.accuracy_target, state.n_total, np.array([state.n_profiled]))
+    return float(_plan_costs(state, models, lower, alpha, target, method)[0, 0])
+
+
+def _plan_costs(state, models, lower, alpha, target, method) -> np.ndarray:
+    """Plan cost per item for bounds of shape (G, S, models) and targets (G,)."""
+    costs = np.array([state.unit_costs[m] for m in models])
+    c_ref = state.unit_costs[state.reference]
+    g, s, _ = lower.shape
+    if method == "mix":
+        full = np.concatenate([lower, np.ones((g, s, 1))], axis=2).reshape(g * s, -1)
+        cost, _ = enumerate_mix_costs(
+            full, np.append(alpha, 0.0), np.append(costs, c_ref), np.arange(len(models) + 1),
+            np.repeat(target, s), state.budget,
+        )
+        return cost.reshape(g, s)
+    passing = lower >= np.asarray(target)[:, None, None]
+    return np.where(passing, costs[None, None, :], c_ref).min(axis=2)
+
+
+def continue_pays(state: LookState, method: str) -> bool:
+    """Pays-off rule at a look: is the next look expected to save more than it costs?"""
+    if state.next_size_increase <= 0:
+        return False
+    now = plan_cost_now(state, method)
+    models = list(state.alphas)
+    if method == "single":
+        return now >= state.unit_costs[state.reference]
+    combined = {
+        m: (state.counts[m][0] + state.pilot_counts[m][0], state.counts[m][1] + state.pilot_counts[m][1])
+        for m in models
+    }
+    rates = posterior_scenarios(combined, models)  # (S, models)
+    step = state.next_size_increase
+    n_next = np.array([state.counts[m][0] for m in models], dtype=float) + step
+    k_next = np.array([state.counts[m][1] for m in models], dtype=float)[None, :] + rates * step
+    alpha = np.array([state.alphas[m] for m in models])
+    lower = cp_lower(k_next, n_next[None, :], alpha[None, :] * state.weight_next)[None, :, :]
+    target = remaining_target(state.accuracy_target, state.n_total, np.array([state.n_profiled + step]))
+    expected_next = float(_plan_costs(state, models, lower, alpha, target, method).mean())
+    remaining = state.n_total - state.n_profiled
+    confirm_cost = state.unit_costs[state.reference] + sum(state.unit_costs[m] for m in models)
+    return step * confirm_cost + (remaining - step) * expected_next < remaining * now
+
+
+def _totals(pilot, sizes, plan_cost, confirm_cost) -> np.ndarray:
+    remaining = pilot.n_total - pilot.n_profiled - sizes
+    return sizes * confirm_cost + remaining * plan_cost
+
+
+def candidate_allocations(n_models: int) -> list[tuple[tuple[int, float], ...]]:
+    """Budget splits worth confirming: one model with all of it, or two sharing it.
+
+    An optimal plan uses at most two options (see ``planner.py``), so
+    confirming more than two models would only add profiling cost.
+    """
+    singles = [((i, 1.0),) for i in range(n_models)]
+    splits = sorted({(a, b) for a in BUDGET_SHARES for b in BUDGET_SHARES if abs(a + b - 1.0) < 1e-9})
+    pairs = [
+        ((i, a), (j, b))
+        for i in range(n_models)
+        for j in range(i + 1, n_models)
+        for a, b in splits
+    ]
+    return singles + pairs
+
+
+def _best_mix(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmation:
+    c_ref = pilot.unit_costs[pilot.reference]
+    costs = np.array([pilot.unit_costs[m] for m in candidates])
+    n_scen = rates.shape[0]
+    best = stop_now
+    for allocation in candidate_allocations(len(candidates)):
+        models = np.array([i for i, _ in allocation])
+        alpha = np.array([share * pilot.budget for _, share in allocation])
+        bounds = _predicted_bounds(rates[:, models], sizes, alpha)  # (G, S, options)
+        lower = np.concatenate([bounds, np.ones(bounds.shape[:2] + (1,))], axis=2)
+        plan_cost, _ = enumerate_mix_costs(
+            lower.reshape(len(sizes) * n_scen, -1),
+            alpha=np.append(alpha, 0.0),
+            unit_cost=np.append(costs[models], c_ref),
+            model_id=np.arange(len(models) + 1),
+            target=np.repeat(targets, n_scen),
+            budget=pilot.budget,
+        )
+        confirm_cost = c_ref + costs[models].sum()
+        totals = _totals(pilot, sizes, plan_cost.reshape(len(sizes), n_scen).mean(axis=1), confirm_cost)
+        totals[sizes == 0] = np.inf
+        g = int(np.argmin(totals))
+        if totals[g] < best.expected_total_cost:
+            alphas = {candidates[i]: float(a) for i, a in zip(models, alpha)}
+            best = Confirmation(int(sizes[g]), alphas, float(totals[g]))
+    return best
+
+
+def _single_plan_costs(pilot, model_index, candidates, rates, sizes, targets) -> np.ndarray:
+    """Expected cost per remaining item when one model must pass alone, else the reference."""
+    full = np.array([pilot.budget])
+    bounds = _predicted_bounds(rates[:, [model_index]], sizes, full)[:, :, 0]
+    passed = bounds >= targets[:, None]
+    cost = np.where(passed, pilot.unit_costs[candidates[model_index]], pilot.unit_costs[pilot.reference])
+    return cost.mean(axis=1)
+
+
+def _best_single(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmation:
+    best = stop_now
+    for index, model in enumerate(candidates):
+        plan_cost = _single_plan_costs(pilot, index, candidates, rates, sizes, targets)
+        totals = _totals(pilot, sizes, plan_cost, pilot.unit_costs[pilot.reference] + pilot.unit_costs[model])
+        totals[sizes == 0] = np.inf
+        g = int(np.argmin(totals))
+        if totals[g] < best.expected_total_cost:
+            best = Confirmation(int(sizes[g]), {model: pilot.budget}, float(totals[g]))
+    return best
+
+
+def _until_satisfied(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmation:
+    """The cheapest model whose pilot estimate clears the target, confirmed until it would pass."""
+    median = rates[len(SCENARIO_QUANTILES) // 2]
+    for index in np.argsort([pilot.unit_costs[m] for m in candidates]):
+        if median[index] <= targets[-1]:
+            continue
+        bounds = _predicted_bounds(median[None, [index]], sizes, np.array([pilot.budget]))[:, 0, 0]
+        passing = np.flatnonzero((bounds >= targets) & (sizes > 0))
+        size = int(sizes[passing[0]]) if passing.size else int(sizes[-1])
+        model = candidates[index]
+        return Confirmation(size, {model: pilot.budget}, float("nan"))
+    return stop_now

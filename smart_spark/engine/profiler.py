@@ -1,0 +1,413 @@
+"""Profiling: measure how often each candidate agrees with the reference.
+
+Two stages, on items taken in the (already uniformly random) order of the pool:
+
+1. **Pilot.** A small sample on which the reference and every candidate cheaper
+   than it are called. It tells which models are worth confirming, how to split
+   the error budget between them and how many items to confirm on (the pays-off
+   rule, ``payoff.py``). Its items are profiled (they get the reference's answer)
+   but its counts never enter a bound the plan relies on.
+2. **Confirmation.** A fresh sample of exactly the chosen size, on which only the
+   reference and the chosen models are called. Its counts give the one-sided
+   bounds of ``bounds.py``, each at the budget share fixed by the pilot.
+
+An answer source is ``answer_source(model, positions) -> answers``: either a
+sequence of objects with ``label``, ``raw``, ``cost`` and ``error`` (the LLM
+client's ``CallResult``) or :class:`AnswerArrays` (the simulator's fast path).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from smart_spark.engine.bounds import cp_lower, cp_upper
+from smart_spark.engine.config import SmartConfig
+from smart_spark.engine.payoff import (
+    Confirmation,
+    LookState,
+    PilotSummary,
+    continue_pays,
+    decide_confirmation,
+    look_schedule,
+    remaining_target,
+)
+from smart_spark.llm.labels import agreement_key
+
+logger = logging.getLogger("smart_spark.profiler")
+
+AnswerSource = Callable[[str, Sequence[int]], Any]
+ProgressCallback = Callable[[dict], None]
+
+#: Below this many items per pilot item there is too little left to save on.
+_MIN_ITEMS_PER_PILOT_ITEM = 4
+_PILOT_MIN, _PILOT_MAX = 20, 200
+
+
+@dataclass(frozen=True)
+class AnswerArrays:
+    """Answers of one model on a batch, as arrays (no per-item objects).
+
+    ``keys`` are agreement keys (compared with the reference's with ``==``);
+    ``ok`` is False where the call failed.
+    """
+
+    keys: np.ndarray
+    costs: np.ndarray
+    ok: np.ndarray
+    labels: Sequence[str | None] | None = None
+    raws: Sequence[str | None] | None = None
+    errors: Sequence[str | None] | None = None
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Per-model profiling statistics; ``n``/``agreements`` are the confirmation counts.
+
+    ``alpha`` is the model's share of the error budget (what the union bound
+    adds up); ``level`` the part of it spent on the look where profiling
+    stopped, at which ``lower`` is computed.
+    """
+
+    model: str
+    n: int
+    agreements: int
+    lower: float
+    upper: float
+    unit_cost: float
+    status: str
+    alpha: float = 0.0
+    level: float = 0.0
+    pilot_n: int = 0
+    pilot_agreements: int = 0
+
+    @property
+    def agreement_rate(self) -> float:
+        n, k = (self.n, self.agreements) if self.n else (self.pilot_n, self.pilot_agreements)
+        return k / n if n else float("nan")
+
+
+@dataclass(frozen=True)
+class ProfiledItem:
+    """One consumed pool position: the reference's answer and all USD spent on it."""
+
+    position: int
+    label: str | None
+    raw: str | None
+    error: str | None
+    cost: float
+
+
+@dataclass
+class Profile:
+    """Everything profiling measured and paid for."""
+
+    n_total: int
+    reference: str
+    accuracy_target: float
+    stats: dict[str, ModelStats]
+    positions: np.ndarray
+    item_costs: np.ndarray
+    reference_ok: np.ndarray
+    reference_labels: list[str | None] = field(default_factory=list)
+    reference_raws: list[str | None] = field(default_factory=list)
+    reference_errors: list[str | None] = field(default_factory=list)
+    pilot_size: int = 0
+    confirmation_size: int = 0
+
+    @property
+    def n_profiled(self) -> int:
+        """Items with a reference answer (exact by construction)."""
+        return int(self.reference_ok.sum())
+
+    @property
+    def n_remaining(self) -> int:
+        return self.n_total - self.n_profiled
+
+    @property
+    def spent(self) -> float:
+        return float(self.item_costs.sum())
+
+    @property
+    def remaining_target(self) -> float:
+        return float(remaining_target(self.accuracy_target, self.n_total, self.n_profiled))
+
+    @property
+    def unit_costs(self) -> dict[str, float]:
+        return {m: s.unit_cost for m, s in self.stats.items() if math.isfinite(s.unit_cost)}
+
+    @property
+    def items(self) -> list[ProfiledItem]:
+        labels = self.reference_labels or [None] * len(self.positions)
+        raws = self.reference_raws or [None] * len(self.positions)
+        errors = self.reference_errors or [None] * len(self.positions)
+        return [
+            ProfiledItem(int(p), labels[i], raws[i], errors[i] if not self.reference_ok[i] else None, float(self.item_costs[i]))
+            for i, p in enumerate(self.positions)
+        ]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Per-model statistics as a table (one row per model)."""
+        rows = [
+            {**s.__dict__, "agreement_rate": s.agreement_rate} for s in self.stats.values()
+        ]
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        lines = [
+            f"SMART profile: {self.n_profiled} of {self.n_total} items profiled "
+            f"(pilot {self.pilot_size}, confirmation {self.confirmation_size}), spent ${self.spent:.4f}",
+        ]
+        for s in sorted(self.stats.values(), key=lambda s: s.unit_cost):
+            lines.append(
+                f"  {s.model:<28} {s.status:<9} agreement {s.agreement_rate:6.3f} "
+                f"bounds [{s.lower:.3f}, {s.upper:.3f}] on {s.n} items, unit cost ${s.unit_cost:.6f}"
+            )
+        return "\n".join(lines)
+
+
+def auto_pilot_size(n_total: int) -> int:
+    """Pilot items: ~0.27 sqrt(N), between 20 and 200 (small sets cannot afford more)."""
+    return int(min(_PILOT_MAX, max(_PILOT_MIN, round(0.27 * math.sqrt(n_total)))))
+
+
+class _Tally:
+    """Running counts and spend for one stage."""
+
+    def __init__(self, models: Sequence[str]):
+        self.n = {m: 0 for m in models}
+        self.k = {m: 0 for m in models}
+
+    def add(self, model: str, agree: np.ndarray, valid: np.ndarray) -> None:
+        self.n[model] += int(valid.sum())
+        self.k[model] += int((agree & valid).sum())
+
+
+class Profiler:
+    """Runs pilot and confirmation against an answer source (see module doc)."""
+
+    def __init__(
+        self,
+        config: SmartConfig,
+        candidates: Sequence[str],
+        reference: str,
+        answer_source: AnswerSource,
+        progress: ProgressCallback | None = None,
+        max_parallel_models: int = 1,
+    ):
+        self.config = config
+        self.candidates = [m for m in candidates if m != reference]
+        self.reference = reference
+        self.answer_source = answer_source
+        self.progress = progress
+        self.max_parallel_models = max_parallel_models
+        self._positions: list[int] = []
+        self._item_costs: list[float] = []
+        self._ref_ok: list[bool] = []
+        self._ref_labels: list[str | None] = []
+        self._ref_raws: list[str | None] = []
+        self._ref_errors: list[str | None] = []
+        self._calls = {m: [0, 0.0] for m in [reference, *self.candidates]}
+
+    # --- public -------------------------------------------------------------
+    def run(self, n_total: int, pool_size: int) -> Profile:
+        if n_total < 0 or pool_size < 0:
+            raise ValueError("n_total and pool_size must be >= 0")
+        limit = min(pool_size, n_total, self.config.max_profile or n_total)
+        pilot_size = min(self.config.pilot_size or auto_pilot_size(n_total), limit)
+        worth_profiling = (
+            self.config.method != "reference"
+            and self.candidates
+            and n_total >= _MIN_ITEMS_PER_PILOT_ITEM * pilot_size
+        )
+        if not worth_profiling:
+            return self._profile(n_total, {}, _Tally([]), _Tally([]), 0, 0)
+
+
+        pilot = _Tally(self.candidates)
+        self._stage("pilot", range(0, pilot_size), self.candidates, pilot)
+        max_more = limit - pilot_size
+        decision = self._decide(n_total, pilot, max_more)
+        logger.info(
+            "SMART pilot done on %d items: confirming %s on about %d more items",
+            pilot_size, sorted(decision.alphas) or "nothing", decision.size,
+        )
+        confirm = _Tally(list(decision.alphas))
+        weight = self._confirm(n_total, pilot, confirm, decision, pilot_size, max_more)
+        done = len(self._positions) - pilot_size
+        return self._profile(n_total, decision.alphas, pilot, confirm, pilot_size, done, weight)
+
+    def _confirm(self, n_total, pilot: _Tally, confirm: _Tally, decision: Confirmation, start: int, max_more: int) -> float:
+        """Run the confirmation look by look; return the budget share of the stopping look."""
+        if not decision.size:
+            return 0.0
+        looks = look_schedule(decision.size, max_more)
+        models = list(decision.alphas)
+        for index, (size, weight) in enumerate(looks):
+            self._stage("confirmation", range(len(self._positions), start + size), models, confirm)
+            following = looks[index + 1] if index + 1 < len(looks) else (size, 0.0)
+            state = LookState(
+                pilot_counts={m: (pilot.n[m], pilot.k[m]) for m in models},
+                counts={m: (confirm.n[m], confirm.k[m]) for m in models},
+                alphas=decision.alphas,
+                unit_costs=self._unit_costs(),
+                reference=self.reference,
+                n_total=n_total,
+                n_profiled=int(np.sum(self._ref_ok)),
+                accuracy_target=self.config.accuracy_target,
+                budget=self.config.error_budget,
+                weight_now=weight,
+                next_size_increase=following[0] - size,
+                weight_next=following[1],
+            )
+            if not continue_pays(state, self.config.method):
+                return weight
+        return weight
+
+    # --- stages -------------------------------------------------------------
+    def _stage(self, phase: str, positions: range, models: list[str], tally: _Tally) -> None:
+        batch = self.config.batch_size
+        for start in range(positions.start, positions.stop, batch):
+            chunk = list(range(start, min(start + batch, positions.stop)))
+            answers = self._ask_all([self.reference, *models], chunk)
+            ref = answers[self.reference]
+            self._record_reference(chunk, ref)
+            for model in models:
+                got = answers[model]
+                tally.add(model, got.keys == ref.keys, got.ok & ref.ok)
+            self._report(phase, tally)
+
+    def _ask_all(self, models: list[str], chunk: list[int]) -> dict[str, AnswerArrays]:
+        def ask(model: str) -> AnswerArrays:
+            arrays = _as_arrays(self.answer_source(model, chunk), len(chunk), model)
+            calls = self._calls[model]
+            calls[0] += len(chunk)
+            calls[1] += float(arrays.costs.sum())
+            return arrays
+
+        if self.max_parallel_models > 1 and len(models) > 1:
+            with ThreadPoolExecutor(min(self.max_parallel_models, len(models))) as pool:
+                results = list(pool.map(ask, models))
+        else:
+            results = [ask(m) for m in models]
+        answers = dict(zip(models, results))
+        costs = np.sum([a.costs for a in results], axis=0)
+        self._item_costs.extend(costs.tolist())
+        return answers
+
+    def _record_reference(self, chunk: list[int], ref: AnswerArrays) -> None:
+        self._positions.extend(chunk)
+        self._ref_ok.extend(ref.ok.tolist())
+        if ref.labels is not None:
+            self._ref_labels.extend(ref.labels)
+            self._ref_raws.extend(ref.raws)
+            self._ref_errors.extend(ref.errors)
+
+    def _decide(self, n_total: int, pilot: _Tally, max_more: int) -> Confirmation:
+        summary = PilotSummary(
+            counts={m: (pilot.n[m], pilot.k[m]) for m in self.candidates},
+            unit_costs=self._unit_costs(),
+            reference=self.reference,
+            n_total=n_total,
+            n_profiled=int(np.sum(self._ref_ok)),
+            accuracy_target=self.config.accuracy_target,
+            budget=self.config.error_budget,
+            max_more=max_more,
+        )
+        return decide_confirmation(summary, self.config.method)
+
+    def _unit_costs(self) -> dict[str, float]:
+        return {m: (c / n if n else float("nan")) for m, (n, c) in self._calls.items()}
+
+    def _report(self, phase: str, tally: _Tally) -> None:
+        if self.progress is None and not logger.isEnabledFor(logging.INFO):
+            return
+        budget = self.config.error_budget
+        bounds = {
+            m: (float(cp_lower(tally.k[m], tally.n[m], budget)), float(cp_upper(tally.k[m], tally.n[m], budget)))
+            for m in tally.n
+        }
+        event = {
+            "phase": phase,
+            "items_done": len(self._positions),
+            "spent": float(np.sum(self._item_costs)),
+            "bounds": bounds,
+        }
+        logger.info(
+            "SMART %s: %d items, spent $%.4f, bounds %s", phase, event["items_done"], event["spent"],
+            {m: f"[{lo:.3f}, {hi:.3f}]" for m, (lo, hi) in bounds.items()},
+        )
+        if self.progress is not None:
+            self.progress(event)
+
+    # --- result -------------------------------------------------------------
+    def _profile(self, n_total, alphas, pilot: _Tally, confirm: _Tally, pilot_size, confirm_size, weight=0.0) -> Profile:
+        positions = np.asarray(self._positions, dtype=np.int64)
+        ref_ok = np.asarray(self._ref_ok, dtype=bool)
+        target = float(remaining_target(self.config.accuracy_target, n_total, int(ref_ok.sum())))
+        unit_costs = self._unit_costs()
+        budget = self.config.error_budget
+        stats = {
+            self.reference: ModelStats(
+                self.reference, 0, 0, 1.0, 1.0, unit_costs[self.reference], "reference"
+            )
+        }
+        for model in self.candidates:
+            n, k = confirm.n.get(model, 0), confirm.k.get(model, 0)
+            pn, pk = pilot.n.get(model, 0), pilot.k.get(model, 0)
+            alpha = alphas.get(model, 0.0)
+            if model in alphas:
+                lower = float(cp_lower(k, n, alpha * weight))
+                upper = float(cp_upper(k, n, budget))
+                status = "satisfied" if lower >= target else "invalid" if upper < target else "unknown"
+            else:
+                lower = 0.0
+                upper = float(cp_upper(pk, pn, budget)) if pn else 1.0
+                status = "invalid" if upper < target else "dropped" if pn else "unknown"
+            stats[model] = ModelStats(
+                model, n, k, lower, upper, unit_costs[model], status, alpha, alpha * weight, pn, pk
+            )
+        return Profile(
+            n_total=n_total,
+            reference=self.reference,
+            accuracy_target=self.config.accuracy_target,
+            stats=stats,
+            positions=positions,
+            item_costs=np.asarray(self._item_costs, dtype=float),
+            reference_ok=ref_ok,
+            reference_labels=self._ref_labels,
+            reference_raws=self._ref_raws,
+            reference_errors=self._ref_errors,
+            pilot_size=pilot_size,
+            confirmation_size=confirm_size,
+        )
+
+
+def _as_arrays(answers: Any, expected: int, model: str) -> AnswerArrays:
+    """Accept AnswerArrays or a sequence of answer objects; check the length."""
+    if isinstance(answers, AnswerArrays):
+        arrays = answers
+    else:
+        answers = list(answers)
+        ok = np.array([a.error is None for a in answers], dtype=bool)
+        keys = np.empty(len(answers), dtype=object)
+        keys[:] = [agreement_key(a.label, a.raw) if a.error is None else None for a in answers]
+        arrays = AnswerArrays(
+            keys=keys,
+            costs=np.array([float(a.cost or 0.0) for a in answers], dtype=float),
+            ok=ok & np.array([k is not None for k in keys], dtype=bool),
+            labels=[a.label for a in answers],
+            raws=[a.raw for a in answers],
+            errors=[a.error for a in answers],
+        )
+    if len(arrays.costs) != expected:
+        raise ValueError(
+            f"answer source returned {len(arrays.costs)} answers for {expected} items of model {model!r}"
+        )
+    return arrays

@@ -1,0 +1,339 @@
+"""The apply phase, executor side: route each row, call its model, escalate on failure.
+
+Everything here is plain Python so it can be unit-tested without Spark and
+pickled into a pandas UDF closure (classic Spark and Spark Connect alike: no
+broadcast, no SparkContext). :class:`ApplySpec` is the only thing shipped; it
+holds the plan as JSON, the profiled rows' reference answers and the
+catalogue as plain data -- never an API key. The client is built inside the
+Python worker, which reads the key from its own environment, and is cached
+per worker process (one client per catalogue + settings) and closed at exit.
+
+Outcome per row (documented in the classifier):
+
+- null or blank text: prediction null, model null, cost 0, error ``"empty text"``;
+- a profiled key: the reference's answer from profiling (never called again);
+  the profiling spend of that item is charged to the one row that was sampled
+  (its row id), duplicates of the key get the answer for free;
+- any other row: the plan's model for its key (:meth:`Plan.route`); when that
+  call fails after the client's retries, the next model of
+  :meth:`Plan.escalation` (dearer plan models, then the reference); when all
+  fail, prediction null and the error column lists every model's error;
+- an answer that maps to none of the labels: prediction null, the model and
+  cost are kept and the error column says ``"answer matches no label: ..."``
+  (never a made-up label).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+logger = logging.getLogger("smart_spark")
+
+EMPTY_TEXT = "empty text"
+NO_LABEL = "answer matches no label"
+SPEND_CAP = "spend cap reached"
+
+#: Output struct of the apply UDF (DDL), in this order.
+RESULT_FIELDS = ("prediction", "model", "cost", "error", "raw")
+RESULT_DDL = "prediction string, model string, cost double, error string, raw string"
+
+
+@dataclass(frozen=True)
+class ProfiledAnswer:
+    """The reference's answer to a profiled item, and who pays for it.
+
+    ``row_id`` is the row the sample drew; only that row carries ``cost`` (the
+    item's whole profiling spend), so the cost column sums to the run's spend
+    even when the key has duplicates. ``error`` set: the reference failed during
+    profiling; the row is processed like any other and still carries ``cost``.
+    """
+
+    label: str | None
+    raw: str | None
+    cost: float
+    row_id: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplySpec:
+    """Plain-data description of the apply phase (picklable, no secrets)."""
+
+    plan_json: str
+    catalogue_yaml: str
+    labels: tuple[str, ...]
+    prompt_template: str
+    profiled: Mapping[str, ProfiledAnswer] = field(default_factory=dict)
+    system_prompt: str | None = None
+    max_tokens: int = 16
+    timeout: float = 30.0
+    max_retries: int = 6
+    concurrency: int | None = None
+    chunk_size: int = 512
+    #: USD each unprofiled row may spend in the apply phase (None: no cap).
+    row_budget: float | None = None
+
+    def client_key(self) -> str:
+        blob = json.dumps(
+            [
+                self.catalogue_yaml,
+                list(self.labels),
+                self.system_prompt,
+                self.max_tokens,
+                self.timeout,
+                self.max_retries,
+                self.concurrency,
+            ]
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def render_prompt(template: str, text: str, labels: Sequence[str]) -> str:
+    """``{text}`` and ``{labels}`` substituted literally (other braces are left alone)."""
+    return template.replace("{labels}", ", ".join(labels)).replace("{text}", text)
+
+
+def is_blank(text: Any) -> bool:
+    if text is None:
+        return True
+    if isinstance(text, float) and math.isnan(text):
+        return True
+    return not isinstance(text, str) or not text.strip()
+
+
+# ---------------------------------------------------------------- client cache
+_CLIENTS: dict[str, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client_for(spec: ApplySpec, spend_cap: float | None = None):
+    """One LLMClient per Python worker and settings (cap-free); capped ones are fresh."""
+    from smart_spark.catalogue import ModelCatalogue
+    from smart_spark.llm.client import LLMClient
+
+    def build(cap: float | None):
+        import yaml
+
+        catalogue = ModelCatalogue.from_dicts(yaml.safe_load(spec.catalogue_yaml)["models"])
+        return LLMClient(
+            catalogue,
+            list(spec.labels),
+            max_tokens=spec.max_tokens,
+            timeout=spec.timeout,
+            max_retries=spec.max_retries,
+            spend_cap=cap,
+            concurrency=spec.concurrency,
+            system_prompt=spec.system_prompt,
+        )
+
+    if spend_cap is not None:
+        return build(spend_cap), True
+    key = spec.client_key()
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = build(None)
+    return client, False
+
+
+@atexit.register
+def close_clients() -> None:
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        try:
+            client.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+# ---------------------------------------------------------------- the batch
+class _Plan:
+    """The plan parsed once per spec per worker."""
+
+    _cache: dict[str, Any] = {}
+
+    @classmethod
+    def get(cls, plan_json: str):
+        plan = cls._cache.get(plan_json)
+        if plan is None:
+            plan = cls._cache[plan_json] = _plan_class().from_json(plan_json)
+        return plan
+
+
+def _plan_class():
+    """``smart_spark.engine.Plan``, without importing the whole engine on executors.
+
+    The engine package imports scipy and pulp (several seconds per fresh Python
+    worker); routing needs only ``engine/plan.py``, which is self-contained.
+    Loaded under a private module name; falls back to the normal import.
+    """
+    module = sys.modules.get("smart_spark.engine.plan") or sys.modules.get(_PLAN_MODULE)
+    if module is not None:
+        return module.Plan
+    try:
+        path = Path(__file__).resolve().parents[1] / "engine" / "plan.py"
+        spec = importlib.util.spec_from_file_location(_PLAN_MODULE, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_PLAN_MODULE] = module
+        spec.loader.exec_module(module)
+        return module.Plan
+    except Exception:  # pragma: no cover - layout changed: use the package
+        sys.modules.pop(_PLAN_MODULE, None)
+        from smart_spark.engine import Plan
+
+        return Plan
+
+
+_PLAN_MODULE = "_smart_spark_engine_plan"
+
+
+def process_batch(
+    spec: ApplySpec,
+    keys: Sequence[Any],
+    texts: Sequence[Any],
+    row_ids: Sequence[Any] | None = None,
+    *,
+    client: Any = None,
+) -> pd.DataFrame:
+    """Answer one batch of rows; returns a frame with :data:`RESULT_FIELDS` columns.
+
+    ``client`` (tests) replaces the worker's cached client. Rows needing a call
+    are grouped by model and the groups run concurrently (the client bounds
+    concurrency per model); failed rows move down their escalation chain and
+    are grouped again, so no row is ever called twice by the same model.
+    """
+    plan = _Plan.get(spec.plan_json)
+    n = len(keys)
+    prediction: list[str | None] = [None] * n
+    model_used: list[str | None] = [None] * n
+    cost = [0.0] * n
+    error: list[str | None] = [None] * n
+    raw: list[str | None] = [None] * n
+
+    pending: list[int] = []
+    chains: dict[int, list[str]] = {}
+    failures: dict[int, list[str]] = {}
+    for i in range(n):
+        text = texts[i]
+        if is_blank(text):
+            error[i] = EMPTY_TEXT
+            continue
+        key = str(keys[i])
+        hit = spec.profiled.get(key)
+        if hit is not None:
+            if row_ids is not None and _same_row(row_ids[i], hit.row_id):
+                cost[i] = float(hit.cost)
+            if hit.error is None:
+                model_used[i] = plan.reference
+                raw[i] = hit.raw
+                prediction[i] = hit.label
+                if hit.label is None:
+                    error[i] = _no_label(hit.raw)
+                continue
+            failures[i] = [f"{plan.reference} (profiling): {hit.error}"]
+        first = plan.route(key)
+        chains[i] = [first] + plan.escalation(first)
+        pending.append(i)
+
+    if pending:
+        budget = None if spec.row_budget is None else spec.row_budget * len(pending)
+        owned = False
+        if client is None:
+            client, owned = _client_for(spec, budget)
+        try:
+            _run_calls(spec, plan, client, texts, pending, chains, failures, prediction, model_used, cost, error, raw)
+        finally:
+            if owned:
+                client.close()
+
+    return pd.DataFrame(
+        {
+            "prediction": pd.Series(prediction, dtype=object),
+            "model": pd.Series(model_used, dtype=object),
+            "cost": pd.Series(cost, dtype="float64"),
+            "error": pd.Series(error, dtype=object),
+            "raw": pd.Series(raw, dtype=object),
+        }
+    )
+
+
+def _same_row(a: Any, b: Any) -> bool:
+    try:
+        return int(a) == int(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _no_label(raw: str | None) -> str:
+    shown = (raw or "").strip().replace("\n", " ")
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{NO_LABEL}: {shown!r}"
+
+
+def _run_calls(spec, plan, client, texts, pending, chains, failures, prediction, model_used, cost, error, raw):
+    step = {i: 0 for i in pending}
+    todo = list(pending)
+    while todo:
+        groups: dict[str, list[int]] = {}
+        for i in todo:
+            groups.setdefault(chains[i][step[i]], []).append(i)
+        results: dict[str, list[Any]] = {}
+
+        def call(model: str, rows: list[int]) -> tuple[str, list[Any]]:
+            out: list[Any] = []
+            prompts = [render_prompt(spec.prompt_template, texts[i], spec.labels) for i in rows]
+            for start in range(0, len(prompts), spec.chunk_size):
+                out.extend(client.complete_batch(model, prompts[start : start + spec.chunk_size]))
+            return model, out
+
+        started = time.monotonic()
+        if len(groups) == 1:
+            (model, rows), = groups.items()
+            results[model] = call(model, rows)[1]
+        else:
+            with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="smart-apply") as pool:
+                for model, out in pool.map(lambda kv: call(*kv), groups.items()):
+                    results[model] = out
+        logger.info(
+            "SMART apply: %d rows via %s in %.2fs",
+            len(todo),
+            ", ".join(f"{m}={len(r)}" for m, r in sorted(groups.items())),
+            time.monotonic() - started,
+        )
+
+        retry: list[int] = []
+        for model, rows in groups.items():
+            for i, result in zip(rows, results[model]):
+                cost[i] += float(result.cost or 0.0)
+                if result.error is None:
+                    model_used[i] = model
+                    raw[i] = result.raw
+                    prediction[i] = result.label
+                    error[i] = None if result.label is not None else _no_label(result.raw)
+                    continue
+                failures.setdefault(i, []).append(f"{model}: {result.error}")
+                step[i] += 1
+                if step[i] < len(chains[i]):
+                    retry.append(i)
+                else:
+                    model_used[i] = None
+                    prediction[i] = None
+                    error[i] = "all models failed: " + "; ".join(failures[i])
+        todo = retry

@@ -1,0 +1,289 @@
+"""Params of :class:`SmartLLMClassifier`, with converters that fail fast and name the param.
+
+pyspark wraps a converter's ``TypeError`` as ``Invalid param value given for
+param "<name>"``; converters here raise ``ValueError`` / ``TypeError`` whose
+message starts with the param name as well, so a bad value is reported at
+``set*`` / construction time, not deep inside a Spark job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from pyspark.ml.param import Param, Params
+
+from smart_spark.catalogue import CatalogueError, ModelCatalogue, load_catalogue
+
+METHODS = ("reference", "single", "single-early-stop", "mix")
+MLFLOW_MODES = ("auto", "always", "never")
+
+DEFAULT_PROMPT = (
+    "Classify the text below. Answer with exactly one of: {labels}.\n\n"
+    "Text: {text}\n\nAnswer:"
+)
+
+
+# ------------------------------------------------------------------ converters
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _any_int(name: str):
+    def convert(value: Any) -> int:
+        return _integer(name, value)
+
+    return convert
+
+
+def _positive_int(name: str):
+    def convert(value: Any) -> int:
+        value = _integer(name, value)
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return value
+
+    return convert
+
+
+def _non_negative_int(name: str):
+    def convert(value: Any) -> int:
+        value = _integer(name, value)
+        if value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        return value
+
+    return convert
+
+
+def _in_interval(name: str, low: float, high: float, *, low_open: bool, high_open: bool):
+    def convert(value: Any) -> float:
+        value = _number(name, value)
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if too_low or too_high:
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        return value
+
+    return convert
+
+
+def _positive_number(name: str, allow_zero: bool = False):
+    def convert(value: Any) -> float:
+        value = _number(name, value)
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        return value
+
+    return convert
+
+
+def _choice(name: str, choices: tuple[str, ...]):
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        return value
+
+    return convert
+
+
+def _string(name: str, *, non_empty: bool = True):
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+        if non_empty and not value.strip():
+            raise ValueError(f"{name} must be a non-empty string")
+        return value
+
+    return convert
+
+
+def _labels(value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"labels must be a list of strings, got {value!r}")
+    labels = list(value)
+    if not labels:
+        raise ValueError("labels must name at least one label, got an empty list")
+    for label in labels:
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"labels must be non-empty strings, got {label!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct, got {labels}")
+    from smart_spark.llm.labels import normalise_label
+
+    try:
+        normalise_label("", labels)
+    except ValueError as exc:
+        raise ValueError(f"labels: {exc}") from None
+    return labels
+
+
+def _prompt(value: Any) -> str:
+    value = _string("promptTemplate")(value)
+    if "{text}" not in value:
+        raise ValueError("promptTemplate must contain the placeholder {text}")
+    return value
+
+
+def _models(value: Any) -> str:
+    """A catalogue, a list of ModelSpec/dict entries, a YAML path or YAML text -> YAML text."""
+    try:
+        if isinstance(value, str) and ("\n" in value or value.lstrip().startswith("models:")):
+            import yaml
+
+            document = yaml.safe_load(value)
+            if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+                raise CatalogueError("expected a top-level 'models:' list")
+            catalogue = ModelCatalogue.from_dicts(document["models"])
+        elif isinstance(value, (str, os.PathLike, ModelCatalogue, list, tuple)):
+            catalogue = load_catalogue(value)
+        else:
+            raise TypeError(
+                f"models must be a ModelCatalogue, a list of entries or a YAML path, got {type(value).__name__}"
+            )
+    except CatalogueError as exc:
+        raise ValueError(f"models: {exc}") from None
+    return catalogue.to_yaml()
+
+
+def _optional(convert):
+    def wrapped(value: Any):
+        return None if value is None else convert(value)
+
+    return wrapped
+
+
+# ---------------------------------------------------------------------- params
+class SmartParams(Params):
+    """All params of the classifier (pyspark.ml style: ``getX`` / ``setX``)."""
+
+    textCol = Param(Params._dummy(), "textCol", "input column with the text to classify",
+                    typeConverter=_string("textCol"))
+    idCol = Param(Params._dummy(), "idCol",
+                  "optional column with a unique row id; routes rows and recognises profiled rows "
+                  "(default: a SHA-256 of the text, so duplicate texts share one answer)",
+                  typeConverter=_optional(_string("idCol")))
+    outputCol = Param(Params._dummy(), "outputCol",
+                      "output column (label or null); <outputCol>_model, _cost, _error are added too",
+                      typeConverter=_string("outputCol"))
+    labels = Param(Params._dummy(), "labels", "the allowed labels", typeConverter=_labels)
+    promptTemplate = Param(Params._dummy(), "promptTemplate",
+                           "user prompt; {text} is replaced by the row's text, {labels} by the labels",
+                           typeConverter=_prompt)
+    models = Param(Params._dummy(), "models",
+                   "model catalogue (YAML text; set it from a ModelCatalogue, entries or a YAML path)",
+                   typeConverter=_models)
+    referenceModel = Param(Params._dummy(), "referenceModel",
+                           "the model whose answers define agreement (must be in the catalogue)",
+                           typeConverter=_string("referenceModel"))
+    accuracyTarget = Param(Params._dummy(), "accuracyTarget",
+                           "share of rows whose answer must equal the reference's, in (0, 1]",
+                           typeConverter=_in_interval("accuracyTarget", 0.0, 1.0, low_open=True, high_open=False))
+    confidence = Param(Params._dummy(), "confidence", "probability the target holds, in (0, 1)",
+                       typeConverter=_in_interval("confidence", 0.0, 1.0, low_open=True, high_open=True))
+    method = Param(Params._dummy(), "method", f"one of {list(METHODS)}", typeConverter=_choice("method", METHODS))
+    seed = Param(Params._dummy(), "seed", "seed of sampling, profiling order and routing",
+                 typeConverter=_any_int("seed"))
+    pilotSize = Param(Params._dummy(), "pilotSize", "items in the profiling pilot (None: chosen from N)",
+                      typeConverter=_optional(_positive_int("pilotSize")))
+    maxProfile = Param(Params._dummy(), "maxProfile",
+                       "upper limit on profiled items; also the size of the random sample collected to the driver",
+                       typeConverter=_positive_int("maxProfile"))
+    profileBatchSize = Param(Params._dummy(), "profileBatchSize", "items per profiling batch",
+                             typeConverter=_positive_int("profileBatchSize"))
+    batchSize = Param(Params._dummy(), "batchSize",
+                      "prompts per client call in the apply phase (per model, within an Arrow batch)",
+                      typeConverter=_positive_int("batchSize"))
+    concurrency = Param(Params._dummy(), "concurrency",
+                        "concurrent requests per model per task (None: each model's max_concurrency)",
+                        typeConverter=_optional(_positive_int("concurrency")))
+    maxTokens = Param(Params._dummy(), "maxTokens", "max completion tokens per call",
+                      typeConverter=_positive_int("maxTokens"))
+    timeout = Param(Params._dummy(), "timeout", "seconds per request", typeConverter=_positive_number("timeout"))
+    maxRetries = Param(Params._dummy(), "maxRetries", "retries per prompt and model",
+                       typeConverter=_non_negative_int("maxRetries"))
+    spendCap = Param(Params._dummy(), "spendCap",
+                     "USD cap for one transform (profiling + apply); None: no cap",
+                     typeConverter=_optional(_positive_number("spendCap", allow_zero=True)))
+    systemPrompt = Param(Params._dummy(), "systemPrompt", "optional system message",
+                         typeConverter=_optional(_string("systemPrompt")))
+    mlflowLogging = Param(Params._dummy(), "mlflowLogging",
+                          "'auto' (log when an MLflow run is active or a tracking URI is configured), "
+                          "'always' or 'never'", typeConverter=_choice("mlflowLogging", MLFLOW_MODES))
+    mlflowExperiment = Param(Params._dummy(), "mlflowExperiment",
+                             "experiment for a new run when no run is active",
+                             typeConverter=_string("mlflowExperiment"))
+    mlflowTrackingUri = Param(Params._dummy(), "mlflowTrackingUri",
+                              "tracking URI (None: MLflow's own default / MLFLOW_TRACKING_URI)",
+                              typeConverter=_optional(_string("mlflowTrackingUri")))
+    mlflowRunName = Param(Params._dummy(), "mlflowRunName", "name of a new run",
+                          typeConverter=_optional(_string("mlflowRunName")))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(
+            textCol="text",
+            idCol=None,
+            outputCol="prediction",
+            promptTemplate=DEFAULT_PROMPT,
+            accuracyTarget=0.9,
+            confidence=0.95,
+            method="mix",
+            seed=0,
+            pilotSize=None,
+            maxProfile=5000,
+            profileBatchSize=64,
+            batchSize=512,
+            concurrency=None,
+            maxTokens=16,
+            timeout=30.0,
+            maxRetries=6,
+            spendCap=None,
+            systemPrompt=None,
+            mlflowLogging="auto",
+            mlflowExperiment="smart_spark",
+            mlflowTrackingUri=None,
+            mlflowRunName=None,
+        )
+
+
+def _accessors():
+    """Generate getX / setX for every param (pyspark.ml naming)."""
+    for name, value in list(vars(SmartParams).items()):
+        if not isinstance(value, Param):
+            continue
+        cap = name[0].upper() + name[1:]
+
+        def getter(self, _name=name):
+            return self.getOrDefault(getattr(self, _name))
+
+        def setter(self, value, _name=name):
+            return self._set(**{_name: value})
+
+        getter.__name__, setter.__name__ = f"get{cap}", f"set{cap}"
+        getter.__doc__ = f"Gets the value of {name} or its default. {value.doc}"
+        setter.__doc__ = f"Sets the value of {name}: {value.doc}"
+        setattr(SmartParams, f"get{cap}", getter)
+        setattr(SmartParams, f"set{cap}", setter)
+
+
+_accessors()

@@ -1,0 +1,101 @@
+"""Row keys and the seeded uniform sample that profiling draws from.
+
+Row key: the ``idCol`` value as a string when given and not null, else the
+SHA-256 (hex) of the text, computed by Spark (the same in every process). Rows
+with null or blank text get a null key: they are never sampled nor called.
+Duplicate texts (without ``idCol``) share a key: a profiled text's reference
+answer is reused for its duplicates, and they all route to the same model.
+
+Row id: ``monotonically_increasing_id()`` on the input, used only to charge an
+item's profiling spend to the one row the sample drew (so the cost column sums
+to the spend even with duplicate keys). It is stable as long as the input
+DataFrame's partitions are deterministic (files, tables, in-memory data).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+logger = logging.getLogger("smart_spark")
+
+KEY_COL = "__smart_key"
+ROW_ID_COL = "__smart_row_id"
+RESULT_COL = "__smart_result"
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def valid_text(text_col: str) -> Column:
+    """True when the text is not null and not only whitespace (Unicode-aware)."""
+    text = F.col(quote(text_col))
+    return text.isNotNull() & ~text.rlike(r"(?U)^\s*$")
+
+
+def key_column(text_col: str, id_col: str | None) -> Column:
+    text = F.col(quote(text_col))
+    key = F.sha2(text, 256)
+    if id_col:
+        key = F.coalesce(F.col(quote(id_col)).cast("string"), key)
+    return F.when(valid_text(text_col), key)
+
+
+def with_keys(df: DataFrame, text_col: str, id_col: str | None) -> DataFrame:
+    return df.withColumn(KEY_COL, key_column(text_col, id_col)).withColumn(
+        ROW_ID_COL, F.monotonically_increasing_id()
+    )
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    key: str
+    text: str
+    row_id: int
+
+
+def sample_fraction(wanted: int, available: int, attempt: int = 0) -> float:
+    """Bernoulli fraction that yields >= ``wanted`` rows with high probability (5 sigma + slack)."""
+    if available <= 0 or wanted >= available:
+        return 1.0
+    expected = wanted + 5.0 * math.sqrt(wanted) + 20.0
+    fraction = expected / available * (2.0**attempt)
+    return 1.0 if fraction >= 0.5 else fraction
+
+
+def draw_pool(keyed: DataFrame, text_col: str, n_valid: int, wanted: int, seed: int) -> list[PoolRow]:
+    """A seeded uniform sample of distinct keys, in seeded random order, at most ``wanted`` long.
+
+    Sampled across all partitions with ``DataFrame.sample`` (never the first
+    rows), collected to the driver, ordered by row id and shuffled with
+    ``seed``. Tries a larger fraction when the sample came out short.
+    """
+    if wanted <= 0 or n_valid <= 0:
+        return []
+    rows = []
+    for attempt in range(4):
+        fraction = sample_fraction(wanted, n_valid, attempt)
+        candidates = keyed.where(F.col(KEY_COL).isNotNull()).select(KEY_COL, quote(text_col), ROW_ID_COL)
+        if fraction < 1.0:
+            candidates = candidates.sample(withReplacement=False, fraction=fraction, seed=seed + attempt)
+        rows = candidates.collect()
+        distinct = len({r[0] for r in rows})
+        if fraction >= 1.0 or distinct >= wanted:
+            break
+        logger.info("SMART sample came out short (%d < %d rows); drawing a larger one", distinct, wanted)
+    rows.sort(key=lambda r: r[2])
+    seen: set[str] = set()
+    pool: list[PoolRow] = []
+    for key, text, row_id in rows:
+        if key in seen:
+            continue
+        seen.add(key)
+        pool.append(PoolRow(key, text, int(row_id)))
+    random.Random(seed).shuffle(pool)
+    return pool[:wanted]

@@ -147,8 +147,7 @@ class LookState:
     accuracy_target: float
     budget: float
     weight_now: float
-    next_size_increase: int
-    weight_next: float
+    later_looks: tuple[tuple[int, float], ...]  # (items more than now, budget share)
 
 
 def plan_cost_now(state: LookState, method: str) -> float:
@@ -179,28 +178,35 @@ def _plan_costs(state, models, lower, alpha, target, method) -> np.ndarray:
 
 
 def continue_pays(state: LookState, method: str) -> bool:
-    """Pays-off rule at a look: is the next look expected to save more than it costs?"""
-    if state.next_size_increase <= 0:
+    """Pays-off rule at a look: is some later look expected to save more than it costs?
+
+    Looks beyond the next one count too: a model may need several more looks
+    before it can carry the plan, and stopping at the first look that does not
+    pay on its own would never get there.
+    """
+    if not state.later_looks:
         return False
     now = plan_cost_now(state, method)
-    models = list(state.alphas)
     if method == "single":
         return now >= state.unit_costs[state.reference]
+    models = list(state.alphas)
     combined = {
         m: (state.counts[m][0] + state.pilot_counts[m][0], state.counts[m][1] + state.pilot_counts[m][1])
         for m in models
     }
     rates = posterior_scenarios(combined, models)  # (S, models)
-    step = state.next_size_increase
-    n_next = np.array([state.counts[m][0] for m in models], dtype=float) + step
-    k_next = np.array([state.counts[m][1] for m in models], dtype=float)[None, :] + rates * step
+    n_now = np.array([state.counts[m][0] for m in models], dtype=float)
+    k_now = np.array([state.counts[m][1] for m in models], dtype=float)
     alpha = np.array([state.alphas[m] for m in models])
-    lower = cp_lower(k_next, n_next[None, :], alpha[None, :] * state.weight_next)[None, :, :]
-    target = remaining_target(state.accuracy_target, state.n_total, np.array([state.n_profiled + step]))
-    expected_next = float(_plan_costs(state, models, lower, alpha, target, method).mean())
     remaining = state.n_total - state.n_profiled
     confirm_cost = state.unit_costs[state.reference] + sum(state.unit_costs[m] for m in models)
-    return step * confirm_cost + (remaining - step) * expected_next < remaining * now
+    for step, weight in state.later_looks:
+        lower = cp_lower(k_now[None, :] + rates * step, n_now[None, :] + step, alpha[None, :] * weight)
+        target = remaining_target(state.accuracy_target, state.n_total, np.array([state.n_profiled + step]))
+        expected = float(_plan_costs(state, models, lower[None, :, :], alpha, target, method).mean())
+        if step * confirm_cost + (remaining - step) * expected < remaining * now:
+            return True
+    return False
 
 
 def _totals(pilot, sizes, plan_cost, confirm_cost) -> np.ndarray:
@@ -278,7 +284,7 @@ def _until_satisfied(pilot, candidates, rates, sizes, targets, stop_now) -> Conf
     """The cheapest model whose pilot estimate clears the target, confirmed until it would pass."""
     median = rates[len(SCENARIO_QUANTILES) // 2]
     for index in np.argsort([pilot.unit_costs[m] for m in candidates]):
-        if median[index] <= targets[-1]:
+        if median[index] <= targets[0]:
             continue
         bounds = _predicted_bounds(median[None, [index]], sizes, np.array([pilot.budget]))[:, 0, 0]
         passing = np.flatnonzero((bounds >= targets) & (sizes > 0))

@@ -251,7 +251,6 @@ class Profiler:
         models = list(decision.alphas)
         for index, (size, weight) in enumerate(looks):
             self._stage("confirmation", range(len(self._positions), start + size), models, confirm)
-            following = looks[index + 1] if index + 1 < len(looks) else (size, 0.0)
             state = LookState(
                 pilot_counts={m: (pilot.n[m], pilot.k[m]) for m in models},
                 counts={m: (confirm.n[m], confirm.k[m]) for m in models},
@@ -263,8 +262,7 @@ class Profiler:
                 accuracy_target=self.config.accuracy_target,
                 budget=self.config.error_budget,
                 weight_now=weight,
-                next_size_increase=following[0] - size,
-                weight_next=following[1],
+                later_looks=tuple((later - size, w) for later, w in looks[index + 1 :]),
             )
             if not continue_pays(state, self.config.method):
                 return weight

@@ -1,0 +1,131 @@
+"""Rebuild the SMART paper's simulation and compare methods on it.
+
+    python -m jobs.reproduce_paper                       # the default grid, 10 trials
+    python -m jobs.reproduce_paper --trials 3 --targets 0.9 --mode correlated
+    python -m jobs.reproduce_paper --stats my_profile.csv --prices my_prices.yaml
+
+Inputs: per-dataset model statistics shaped like the paper's
+``smart_paper_profile_stats.csv`` (default: ``../shared/data/``) and prices
+from a catalogue YAML (default: ``conf/paper_prices.yaml``, the paper's).
+Output: one CSV row per run and a printed summary (mean savings per method
+and violation rate per dataset and target, then mean and max savings of mix;
+where ``conf/prototype_savings.csv`` has the research prototype's figure for a
+cell, the ratio to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smart_spark.catalogue import ModelCatalogue
+from smart_spark.engine.config import METHODS
+from smart_spark.engine.simulation import MODES, load_profile_stats, run_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STATS = ROOT.parent / "shared" / "data" / "smart_paper_profile_stats.csv"
+DEFAULT_PRICES = ROOT / "conf" / "paper_prices.yaml"
+PROTOTYPE = ROOT / "conf" / "prototype_savings.csv"
+DEFAULT_TARGETS = [round(0.80 + 0.02 * i, 2) for i in range(10)]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stats", type=Path, default=DEFAULT_STATS, help="profile statistics CSV")
+    parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES, help="catalogue YAML with the prices")
+    parser.add_argument("--reference", default="gpt-4")
+    parser.add_argument("--datasets", nargs="+", help="datasets to run (default: all in --stats)")
+    parser.add_argument("--targets", nargs="+", type=float, default=DEFAULT_TARGETS)
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0, help="first trial seed")
+    parser.add_argument("--mode", default="independent", choices=MODES)
+    parser.add_argument("--workers", type=int, default=2, help="processes running trials")
+    parser.add_argument("--out", type=Path, default=None, help="write every run to this CSV")
+    return parser.parse_args(argv)
+
+
+def _run(job):
+    dataset, target, method, confidence, seed, mode = job
+    return run_trial(dataset, target, method, confidence, seed, mode)
+
+
+def summarise(runs: pd.DataFrame) -> str:
+    """Per dataset and target: mean savings per method and violation rate; then mix overall."""
+    table = runs.groupby(["dataset", "accuracy_target", "method"]).agg(
+        savings=("savings", "mean"), violations=("satisfied", lambda s: 1.0 - s.mean())
+    )
+    wide = table["savings"].unstack("method")
+    viol = table["violations"].unstack("method").add_prefix("miss ")
+    out = pd.concat([wide, viol], axis=1)
+    lines = ["Mean savings (reference cost / cost) and violation rate per method:", out.round(3).to_string()]
+    if "mix" in runs["method"].values:
+        mix = runs[runs["method"] == "mix"].groupby(["dataset", "accuracy_target"])["savings"].mean()
+        lines.append(f"\nmix: mean savings {mix.mean():.2f}x, max {mix.max():.2f}x over {len(mix)} cells")
+        if PROTOTYPE.exists():
+            lines.append(_against_prototype(mix))
+    return "\n".join(lines)
+
+
+def _against_prototype(mix: pd.Series) -> str:
+    proto = pd.read_csv(PROTOTYPE, comment="#").set_index(["dataset", "accuracy_target"])["savings"]
+    proto.index = proto.index.set_levels(proto.index.levels[1].astype(float).round(2), level=1)
+    mix = mix.copy()
+    mix.index = mix.index.set_levels(mix.index.levels[1].astype(float).round(2), level=1)
+    both = pd.concat([mix.rename("mix"), proto.rename("prototype")], axis=1, join="inner")
+    if both.empty:
+        return "(no cell in common with the prototype's figures)"
+    both["ratio"] = both["mix"] / both["prototype"]
+    return (
+        "\nmix against the research prototype (conf/prototype_savings.csv):\n"
+        + both.round(2).to_string()
+        + f"\nworst cell ratio {both['ratio'].min():.2f}; mean over these cells: mix "
+        f"{both['mix'].mean():.2f}x vs prototype {both['prototype'].mean():.2f}x"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.stats.exists():
+        print(f"error: statistics file not found: {args.stats}", file=sys.stderr)
+        return 2
+    prices = ModelCatalogue.from_yaml(args.prices)
+    datasets = load_profile_stats(args.stats, prices, reference=args.reference)
+    unknown = set(args.datasets or []) - set(datasets)
+    if unknown:
+        print(f"error: unknown dataset(s) {sorted(unknown)}; known: {sorted(datasets)}", file=sys.stderr)
+        return 2
+    chosen = [datasets[name] for name in (args.datasets or datasets)]
+    jobs = [
+        (dataset, target, method, args.confidence, args.seed + trial, args.mode)
+        for dataset in chosen
+        for target in args.targets
+        for method in args.methods
+        for trial in range(args.trials)
+    ]
+    started = time.perf_counter()
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            rows = list(pool.map(_run, jobs, chunksize=4))
+    else:
+        rows = [_run(job) for job in jobs]
+    elapsed = time.perf_counter() - started
+    runs = pd.DataFrame(rows)
+    runs["trial"] = runs["trial"] - args.seed
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        runs.to_csv(args.out, index=False)
+    print(summarise(runs))
+    print(f"\n{len(runs)} runs in {elapsed:.1f} s ({args.workers} worker processes, mode {args.mode})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

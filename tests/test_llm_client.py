@@ -100,7 +100,7 @@ def test_retry_after_is_honoured():
             elapsed = time.perf_counter() - start
     assert result.error.startswith("HTTP 429 from ref: Rate limit reached")
     assert result.attempts == 4 and result.cost == 0.0
-    assert 0.3 <= elapsed < 1.0  # three waits of 0.1-0.12 s, not the zero backoff
+    assert 0.3 <= elapsed < 2.0  # three waits of 0.1-0.12 s, not the zero backoff
 
 
 def test_client_errors_are_not_retried(server):
@@ -116,7 +116,7 @@ def test_per_request_timeout():
         with _client(server, timeout=0.2, max_retries=1) as client:
             start = time.perf_counter()
             [result] = client.complete_batch("ref", PROMPTS[:1])
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 1.5  # not the 2 s x 2 the server would stall
     assert result.error == "ref did not answer within 0.2 s (gave up after 2 attempts)"
 
 
@@ -153,7 +153,7 @@ def test_concurrency_limit_per_model():
             start = time.perf_counter()
             client.complete_batch("cheap", PROMPTS[:4])
             serial = time.perf_counter() - start
-    assert 0.3 <= limited < 1.0
+    assert 0.3 <= limited
     assert wide < limited * 0.75
     assert serial >= 0.4
 

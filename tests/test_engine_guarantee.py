@@ -33,12 +33,12 @@ SETTINGS = {
     "one model 0.01 below": (_dataset([(TARGET - 0.01, 0.03)], 10_000), "independent"),
     "one model at target": (_dataset([(TARGET, 0.03)], 10_000), "independent"),
     "one model 0.01 above": (_dataset([(TARGET + 0.01, 0.03)], 10_000), "independent"),
-    "three models, one at target, correlated": (
-        _dataset([(TARGET, 0.03), (TARGET + 0.04, 0.05), (0.5, 0.01)], 10_000),
+    "two models, one at target, correlated": (
+        _dataset([(TARGET, 0.03), (TARGET + 0.04, 0.05)], 10_000),
         "correlated",
     ),
-    "three models, one at target, sorted": (
-        _dataset([(TARGET, 0.03), (TARGET + 0.04, 0.05), (0.5, 0.01)], 10_000),
+    "two models, one at target, sorted": (
+        _dataset([(TARGET, 0.03), (TARGET + 0.04, 0.05)], 10_000),
         "sorted",
     ),
 }

@@ -235,11 +235,16 @@ def _best_mix(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmatio
     c_ref = pilot.unit_costs[pilot.reference]
     costs = np.array([pilot.unit_costs[m] for m in candidates])
     n_scen = rates.shape[0]
+    shares = np.asarray(BUDGET_SHARES)
+    # Predicted bounds for every (model, budget share) at once: (G, S, model, share).
+    every = _predicted_bounds(np.repeat(rates, len(shares), axis=1), sizes, np.tile(shares, len(candidates)) * pilot.budget)
+    every = every.reshape(len(sizes), n_scen, len(candidates), len(shares))
+    share_index = {share: i for i, share in enumerate(BUDGET_SHARES)}
     best = stop_now
     for allocation in candidate_allocations(len(candidates)):
         models = np.array([i for i, _ in allocation])
         alpha = np.array([share * pilot.budget for _, share in allocation])
-        bounds = _predicted_bounds(rates[:, models], sizes, alpha)  # (G, S, options)
+        bounds = every[:, :, models, [share_index[share] for _, share in allocation]]
         lower = np.concatenate([bounds, np.ones(bounds.shape[:2] + (1,))], axis=2)
         plan_cost, _ = enumerate_mix_costs(
             lower.reshape(len(sizes) * n_scen, -1),

@@ -29,11 +29,13 @@ import yaml
 PER_MILLION = 1_000_000.0
 DEFAULT_MAX_CONCURRENCY = 16
 
+# YAML key -> (field, tokens per priced unit). Prices are divided by the unit
+# (not multiplied by its inverse) so per-1M figures round-trip exactly.
 _PRICE_KEYS = {
-    "input_price_per_1m": ("input_price_per_token", 1 / PER_MILLION),
-    "output_price_per_1m": ("output_price_per_token", 1 / PER_MILLION),
-    "input_price_per_1k": ("input_price_per_token", 1 / 1000.0),
-    "output_price_per_1k": ("output_price_per_token", 1 / 1000.0),
+    "input_price_per_1m": ("input_price_per_token", PER_MILLION),
+    "output_price_per_1m": ("output_price_per_token", PER_MILLION),
+    "input_price_per_1k": ("input_price_per_token", 1000.0),
+    "output_price_per_1k": ("output_price_per_token", 1000.0),
     "input_price_per_token": ("input_price_per_token", 1.0),
     "output_price_per_token": ("output_price_per_token", 1.0),
 }
@@ -104,14 +106,14 @@ class ModelSpec:
         if unknown:
             raise CatalogueError(f"model {name!r}: unknown field(s) {sorted(unknown)}")
         prices: dict[str, float] = {}
-        for key, (target, scale) in _PRICE_KEYS.items():
+        for key, (target, unit) in _PRICE_KEYS.items():
             if key in entry:
                 if target in prices:
                     raise CatalogueError(f"model {name!r}: {target} given twice")
                 value = entry[key]
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise CatalogueError(f"model {name!r}: {key} must be a number, got {value!r}")
-                prices[target] = float(value) * scale
+                prices[target] = float(value) / unit
         for target in ("input_price_per_token", "output_price_per_token"):
             if target not in prices:
                 raise CatalogueError(

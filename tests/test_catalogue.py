@@ -144,17 +144,6 @@ def test_catalogue_yaml_round_trip(tmp_path):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "catalogue.py lines 33-34/114: per-1M prices are converted with "
-        "value * (1 / PER_MILLION) instead of value / PER_MILLION, which is not "
-        "correctly rounded: input_price_per_1m: 30 gives 2.9999999999999997e-05 "
-        "(not 3e-05) and to_dict() then emits 29.999999999999996, so "
-        "from_dict(to_dict(spec)) != spec (the docstring promises a round trip) and "
-        "each save/load cycle drifts by one ulp"
-    ),
-)
 def test_to_dict_from_dict_round_trip_is_exact():
     # Published per-1M prices; all of them survive x / 1e6 * 1e6 exactly.
     failures = []

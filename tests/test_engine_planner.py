@@ -133,19 +133,6 @@ def test_random_instances_cbc_enumerate_brute_force_agree(random_cases):
     assert not mismatches
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "planner.py _solve_cbc (lines 96-101) takes x.value() as returned through "
-        "pulp's PULP_CBC_CMD solution file, which carries only ~8 significant digits "
-        "(e.g. shares 0.53911429 / 0.46088571), and _normalised (line 134) renormalises "
-        "but does not restore feasibility: the returned CBC mix misses the agreement "
-        "constraint sum(share * bound) >= target by up to ~2e-9 (e.g. 1.9e-9 on "
-        "options m0(alpha 0.0125, L 0.6121, c 0.1117), m1(...), target 0.79088); the "
-        "enumerate solver is exact. In the engine this makes _meets (tolerance 1e-12) "
-        "fail and forces needless re-plans / the _shift_to_reference fallback"
-    ),
-)
 def test_random_instances_cbc_meets_agreement_constraint(random_cases):
     violations = []
     for trial, (options, reference_cost, target, cbc) in enumerate(random_cases):

@@ -89,20 +89,10 @@ def _solve_cbc(options, reference, reference_cost, target, budget) -> MixSolutio
     status = problem.solve(pulp.PULP_CBC_CMD(msg=False))
     if pulp.LpStatus[status] != "Optimal":
         raise PlanningError(f"mix program not solved: {pulp.LpStatus[status]}")
-    fractions: dict[str, float] = {}
-    alphas: dict[str, float] = {}
-    bounds: dict[str, float] = {}
-    for option, x in zip(options, xs):
-        share = float(x.value() or 0.0)
-        if share > _TOL:
-            fractions[option.model] = share
-            alphas[option.model] = option.alpha
-            bounds[option.model] = option.lower
-    ref_share = float(x_ref.value() or 0.0)
-    if ref_share > _TOL:
-        fractions[reference] = ref_share
-        bounds[reference] = 1.0
-    return _normalised(fractions, alphas, bounds, options, reference, reference_cost)
+    # CBC reports shares to ~8 digits; take its choice of options and compute the
+    # shares exactly for that choice, so the plan meets the target to the last bit.
+    chosen = [o for o, y, x in zip(options, ys, xs) if (y.value() or 0) > 0.5 and (x.value() or 0) > _TOL]
+    return _solve_enumerate(chosen, reference, reference_cost, target, budget)
 
 
 def _solve_enumerate(options, reference, reference_cost, target, budget) -> MixSolution:

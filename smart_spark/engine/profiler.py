@@ -2,8 +2,8 @@
 
 Two stages, on items taken in the (already uniformly random) order of the pool:
 
-1. **Pilot.** A small sample on which the reference and every candidate cheaper
-   than it are called. It tells which models are worth confirming, how to split
+1. **Pilot.** A small sample on which the reference and every candidate are
+   called (which also measures each model's real cost per item). It tells which models are worth confirming, how to split
    the error budget between them and how many items to confirm on (the pays-off
    rule, ``payoff.py``). Its items are profiled (they get the reference's answer)
    but its counts never enter a bound the plan relies on.

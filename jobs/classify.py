@@ -236,7 +236,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     config["output"] = str(Path(config["output"]).resolve()) if "://" not in config["output"] and not str(
         config["output"]).startswith("dbfs:") else config["output"]
     uri = config["mlflow"].get("tracking_uri")
-    if uri and ":" not in uri:  # a local path: a SQLite file (or a folder holding mlflow.db)
+    if uri and ":" not in uri and uri != "databricks":  # a local path: a SQLite file (or a folder holding mlflow.db)
         path = Path(uri).resolve()
         if path.suffix != ".db":
             path = path / "mlflow.db"

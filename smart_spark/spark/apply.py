@@ -14,6 +14,8 @@ Outcome per row (documented in the classifier):
 - a profiled key: the reference's answer from profiling (never called again);
   the profiling spend of that item is charged to the one row that was sampled
   (its row id), duplicates of the key get the answer for free;
+- duplicates of a key inside one Arrow batch: called once, the copies share the
+  answer at cost 0 (copies in other batches or partitions are called again);
 - any other row: the plan's model for its key (:meth:`Plan.route`); when that
   call fails after the client's retries, the next model of
   :meth:`Plan.escalation` (dearer plan models, then the reference); when all
@@ -67,6 +69,9 @@ class ProfiledAnswer:
     cost: float
     row_id: int
     error: str | None = None
+    #: When the reference failed: the other models' answers from profiling
+    #: (model -> (label, raw)), reused instead of paying for them again.
+    answers: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,13 +120,60 @@ def is_blank(text: Any) -> bool:
     return not isinstance(text, str) or not text.strip()
 
 
+# ---------------------------------------------------------------- spend cap
+class SpendBudget:
+    """A hard USD budget: prompts are admitted only if their worst-case cost still fits.
+
+    Worst case per prompt: ``ceil(chars / 3) + 8`` prompt tokens (system prompt
+    included) and ``max_tokens`` completion tokens at the model's prices.
+    After each call the reservation is replaced by the actual cost, so the
+    budget is used up to within one worst-case call. Thread-safe.
+    """
+
+    def __init__(self, limit: float, catalogue_yaml: str, max_tokens: int, system_prompt: str | None = None):
+        import yaml
+
+        self.limit = float(limit)
+        self.committed = 0.0
+        self._lock = threading.Lock()
+        self._prices = {m["name"]: m for m in yaml.safe_load(catalogue_yaml)["models"]}
+        self._max_tokens = max_tokens
+        self._system_chars = len(system_prompt or "")
+
+    def worst_case(self, model: str, prompt: str) -> float:
+        m = self._prices.get(model, {})
+        prompt_tokens = -(-(len(prompt) + self._system_chars) // 3) + 8
+        return (
+            prompt_tokens * float(m.get("input_price_per_token", 0.0))
+            + self._max_tokens * float(m.get("output_price_per_token", 0.0))
+            + float(m.get("request_fee", 0.0))
+        )
+
+    def admit(self, model: str, prompts: Sequence[str]) -> tuple[int, float]:
+        """How many leading prompts fit, and the amount reserved for them."""
+        with self._lock:
+            reserved, k = 0.0, 0
+            for prompt in prompts:
+                cost = self.worst_case(model, prompt)
+                if self.committed + reserved + cost > self.limit + 1e-15:
+                    break
+                reserved += cost
+                k += 1
+            self.committed += reserved
+            return k, reserved
+
+    def settle(self, reserved: float, actual: float) -> None:
+        with self._lock:
+            self.committed += actual - reserved
+
+
 # ---------------------------------------------------------------- client cache
 _CLIENTS: dict[str, Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
 def _client_for(spec: ApplySpec, spend_cap: float | None = None):
-    """One LLMClient per Python worker and settings (cap-free); capped ones are fresh."""
+    """One LLMClient per Python worker and settings (the spend cap is enforced by SpendBudget)."""
     from smart_spark.catalogue import ModelCatalogue
     from smart_spark.llm.client import LLMClient
 
@@ -229,6 +281,7 @@ def process_batch(
     pending: list[int] = []
     chains: dict[int, list[str]] = {}
     failures: dict[int, list[str]] = {}
+    cached: dict[int, Mapping[str, tuple[str | None, str | None]]] = {}
     for i in range(n):
         text = texts[i]
         if is_blank(text):
@@ -247,20 +300,39 @@ def process_batch(
                     error[i] = _no_label(hit.raw)
                 continue
             failures[i] = [f"{plan.reference} (profiling): {hit.error}"]
+            if hit.answers:
+                cached[i] = hit.answers
         first = plan.route(key)
         chains[i] = [first] + plan.escalation(first)
         pending.append(i)
 
-    if pending:
-        budget = None if spec.row_budget is None else spec.row_budget * len(pending)
+    # Duplicates of a key within the batch are called once and share the answer (cost 0).
+    leaders: dict[str, int] = {}
+    followers: list[tuple[int, int]] = []
+    unique: list[int] = []
+    for i in pending:
+        key = str(keys[i])
+        if key in leaders:
+            followers.append((i, leaders[key]))
+        else:
+            leaders[key] = i
+            unique.append(i)
+
+    if unique:
+        budget = None
+        if spec.row_budget is not None:
+            budget = SpendBudget(spec.row_budget * len(pending), spec.catalogue_yaml, spec.max_tokens, spec.system_prompt)
         owned = False
         if client is None:
-            client, owned = _client_for(spec, budget)
+            client, owned = _client_for(spec)
         try:
-            _run_calls(spec, plan, client, texts, pending, chains, failures, prediction, model_used, cost, error, raw)
+            _run_calls(spec, plan, client, texts, unique, chains, failures, prediction, model_used, cost, error, raw,
+                       cached, budget)
         finally:
             if owned:
                 client.close()
+    for i, leader in followers:
+        prediction[i], model_used[i], error[i], raw[i] = prediction[leader], model_used[leader], error[leader], raw[leader]
 
     return pd.DataFrame(
         {
@@ -271,6 +343,16 @@ def process_batch(
             "raw": pd.Series(raw, dtype=object),
         }
     )
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Stands for a CallResult when the client raised for a whole batch (nothing charged)."""
+
+    error: str
+    label: None = None
+    raw: None = None
+    cost: float = 0.0
 
 
 def _same_row(a: Any, b: Any) -> bool:
@@ -287,20 +369,46 @@ def _no_label(raw: str | None) -> str:
     return f"{NO_LABEL}: {shown!r}"
 
 
-def _run_calls(spec, plan, client, texts, pending, chains, failures, prediction, model_used, cost, error, raw):
+def _run_calls(spec, plan, client, texts, pending, chains, failures, prediction, model_used, cost, error, raw, cached,
+               budget=None):
     step = {i: 0 for i in pending}
     todo = list(pending)
     while todo:
         groups: dict[str, list[int]] = {}
         for i in todo:
-            groups.setdefault(chains[i][step[i]], []).append(i)
+            model = chains[i][step[i]]
+            answer = cached.get(i, {}).get(model)
+            if answer is not None:  # answered (and paid) while profiling
+                model_used[i], (prediction[i], raw[i]) = model, answer
+                error[i] = None if prediction[i] is not None else _no_label(raw[i])
+                continue
+            groups.setdefault(model, []).append(i)
+        if not groups:
+            break
         results: dict[str, list[Any]] = {}
 
         def call(model: str, rows: list[int]) -> tuple[str, list[Any]]:
             out: list[Any] = []
             prompts = [render_prompt(spec.prompt_template, texts[i], spec.labels) for i in rows]
-            for start in range(0, len(prompts), spec.chunk_size):
-                out.extend(client.complete_batch(model, prompts[start : start + spec.chunk_size]))
+            start = 0
+            while start < len(prompts):
+                chunk = prompts[start : start + spec.chunk_size]
+                reserved = 0.0
+                if budget is not None:
+                    admitted, reserved = budget.admit(model, chunk)
+                    if admitted == 0:
+                        out.extend(_Failure(f"{SPEND_CAP}; not called") for _ in prompts[start:])
+                        break
+                    chunk = chunk[:admitted]
+                try:
+                    results = client.complete_batch(model, chunk)
+                except Exception as exc:  # e.g. the key's env var is missing on this executor
+                    logger.warning("SMART apply: %s batch failed: %s", model, exc)
+                    results = [_Failure(f"{type(exc).__name__}: {exc}") for _ in chunk]
+                if budget is not None:
+                    budget.settle(reserved, sum(float(r.cost or 0.0) for r in results))
+                out.extend(results)
+                start += len(chunk)
             return model, out
 
         started = time.monotonic()

@@ -22,11 +22,13 @@ Row outcomes are documented in :mod:`smart_spark.spark.apply`; rows with null or
 blank text are kept (prediction null, cost 0, error ``"empty text"``) and are not
 counted in the N the accuracy guarantee is about.
 
-Spend cap (``spendCap``): the driver's profiling client stops at the cap; what
-is left is split evenly over the unprofiled rows, and each Arrow batch may spend
-its rows' share (pooled within the batch); rows beyond it get an explicit
-"spend cap" error. The cap therefore holds for the whole run up to at most the
-calls in flight when a batch reaches its share.
+Spend cap (``spendCap``): profiling may spend up to the cap; what is left is
+split evenly over the unprofiled rows, and each Arrow batch may spend its rows'
+share (pooled within the batch, escalations included). A call is only sent when
+its worst-case cost (prompt ~chars/3 + 8 tokens, ``maxTokens`` completion
+tokens) still fits (:class:`~smart_spark.spark.apply.SpendBudget`), so the cap is
+hard up to that token estimate; rows left over get null and an explicit
+"spend cap reached" error.
 """
 
 from __future__ import annotations
@@ -45,8 +47,16 @@ from pyspark.sql.types import StringType
 
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.spark import sampling
-from smart_spark.spark.apply import RESULT_DDL, ApplySpec, ProfiledAnswer, process_batch, render_prompt
-from smart_spark.spark.params import SmartParams
+from smart_spark.spark.apply import (
+    RESULT_DDL,
+    SPEND_CAP,
+    ApplySpec,
+    ProfiledAnswer,
+    SpendBudget,
+    process_batch,
+    render_prompt,
+)
+from smart_spark.spark.params import SmartParams, catalogue_yaml
 from smart_spark.spark.session import is_connect, job_description
 
 logger = logging.getLogger("smart_spark")
@@ -70,6 +80,10 @@ class SmartRun:
     output_col: str = "prediction"
     reference: str = ""
     reference_unit_cost: float = 0.0
+    #: Row keys whose reference answer came from profiling (they are never called again).
+    profiled_keys: frozenset = frozenset()
+    #: Row keys profiling called models for (profiled ones, plus those whose reference call failed).
+    consumed_keys: frozenset = frozenset()
 
     @property
     def reference_only_cost(self) -> float:
@@ -264,12 +278,19 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
             "SMART profiling: %d rows (%d with text), random sample of %d drawn", n_rows, n_valid, len(pool)
         )
 
-        result, history = self._profile_and_plan(catalogue, config, labels, reference, template, n_valid, pool)
+        result, history, answers = self._profile_and_plan(catalogue, config, labels, reference, template, n_valid, pool)
         plan, profile = result.plan, result.profile
         profiled: dict[str, ProfiledAnswer] = {}
         for item in profile.items:
             row = pool[item.position]
-            profiled[row.key] = ProfiledAnswer(item.label, item.raw, float(item.cost), row.row_id, item.error)
+            others = {}
+            if item.error is not None:
+                others = {
+                    model: (r.label, r.raw)
+                    for (model, position), r in answers.items()
+                    if position == item.position and r.error is None and model != reference
+                }
+            profiled[row.key] = ProfiledAnswer(item.label, item.raw, float(item.cost), row.row_id, item.error, others)
 
         cap = self.getSpendCap()
         row_budget = None
@@ -278,7 +299,7 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
             row_budget = left / max(1, plan.n_remaining)
         spec = ApplySpec(
             plan_json=plan.to_json(),
-            catalogue_yaml=catalogue.to_yaml(),
+            catalogue_yaml=catalogue_yaml(catalogue),
             labels=tuple(labels),
             prompt_template=template,
             profiled=profiled,
@@ -303,6 +324,8 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
             output_col=output,
             reference=reference,
             reference_unit_cost=float(ref_unit) if ref_unit == ref_unit else 0.0,
+            profiled_keys=frozenset(k for k, a in profiled.items() if a.error is None),
+            consumed_keys=frozenset(profiled),
         )
         logger.info("%s", self._last_run.summary())
         self._log_mlflow(catalogue)
@@ -324,10 +347,11 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
 
     def _profile_and_plan(self, catalogue, config, labels, reference, template, n_valid, pool):
         from smart_spark.engine import SmartEngine
-        from smart_spark.llm.client import LLMClient
+        from smart_spark.llm.client import CallResult, LLMClient
 
         history: list[dict] = []
         spend = {"usd": 0.0}
+        answers: dict[tuple[str, int], Any] = {}
 
         def progress(event: dict) -> None:
             history.append(
@@ -359,14 +383,31 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
             system_prompt=self.getSystemPrompt(),
         ) as client:
 
+            budget = None
+            if self.getSpendCap() is not None:
+                budget = SpendBudget(self.getSpendCap(), catalogue_yaml(catalogue), self.getMaxTokens(),
+                                     self.getSystemPrompt())
+            self._profiling_budget = budget
+
             def answer_source(model: str, positions):
                 prompts = [render_prompt(template, pool[p].text, labels) for p in positions]
-                results = client.complete_batch(model, prompts)
+                if budget is None:
+                    results = client.complete_batch(model, prompts)
+                else:
+                    admitted, reserved = budget.admit(model, prompts)
+                    results = client.complete_batch(model, prompts[:admitted]) if admitted else []
+                    budget.settle(reserved, sum(r.cost for r in results))
+                    results = list(results) + [
+                        CallResult(model, None, None, 0, 0, 0.0, f"{SPEND_CAP}; not called", 0)
+                        for _ in prompts[admitted:]
+                    ]
                 spend["usd"] = client.spent
+                for position, r in zip(positions, results):
+                    answers[(model, position)] = r
                 return results
 
             result = engine.run(n_valid, len(pool), answer_source, progress=progress)
-        return result, history
+        return result, history, answers
 
     # -------------------------------------------------------------- MLflow
     def _mlflow_enabled(self) -> bool:

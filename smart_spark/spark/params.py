@@ -162,7 +162,27 @@ def _models(value: Any) -> str:
             )
     except CatalogueError as exc:
         raise ValueError(f"models: {exc}") from None
-    return catalogue.to_yaml()
+    return catalogue_yaml(catalogue)
+
+
+def catalogue_yaml(catalogue: ModelCatalogue) -> str:
+    """Exact YAML form (prices per token): ``ModelCatalogue.to_yaml`` rescales to per-1M,
+    which drifts by an ulp on every save/load round trip (30.0 -> 29.999999999999996)."""
+    import yaml
+
+    entries = []
+    for spec in catalogue:
+        entry = {
+            "name": spec.name,
+            "input_price_per_token": spec.input_price_per_token,
+            "output_price_per_token": spec.output_price_per_token,
+            "request_fee": spec.request_fee,
+            "base_url": spec.base_url,
+            "api_key_env": spec.api_key_env,
+            "max_concurrency": spec.max_concurrency,
+        }
+        entries.append({k: v for k, v in entry.items() if v is not None})
+    return yaml.safe_dump({"models": entries}, sort_keys=False)
 
 
 def _optional(convert):

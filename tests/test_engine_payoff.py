@@ -67,11 +67,23 @@ def test_remaining_target():
     assert float(remaining_target(0.5, 1000, 600)) <= 0.0
 
 
-def test_posterior_scenarios_increase():
-    rates = posterior_scenarios({"a": (30, 27), "b": (30, 15)}, ["a", "b"])
-    assert rates.shape == (5, 2)
-    assert np.all(np.diff(rates, axis=0) > 0)
-    assert rates[2, 0] == pytest.approx(0.9, abs=0.02)
+def test_posterior_scenarios_are_independent_posterior_quantiles():
+    from scipy import stats
+
+    from smart_spark.engine.payoff import SCENARIOS
+
+    counts = {"a": (30, 27), "b": (30, 15)}
+    rates = posterior_scenarios(counts, ["a", "b"])
+    assert rates.shape == (SCENARIOS, 2)
+    levels = (np.arange(SCENARIOS) + 0.5) / SCENARIOS
+    for column, (n, k) in enumerate(counts.values()):
+        # Each model's draws are exactly its Jeffreys posterior quantiles...
+        expected = stats.beta.ppf(levels, k + 0.5, n - k + 0.5)
+        np.testing.assert_allclose(np.sort(rates[:, column]), expected)
+    # ...paired up independently across models (not all models high together).
+    assert not np.array_equal(np.argsort(rates[:, 0]), np.argsort(rates[:, 1]))
+    # Deterministic: the decision depends on the counts only.
+    np.testing.assert_array_equal(rates, posterior_scenarios(counts, ["a", "b"]))
 
 
 def test_candidate_allocations():

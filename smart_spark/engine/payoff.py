@@ -10,8 +10,8 @@ program for the remaining items, and add the profiling spend::
                         + (R - n) * E[plan cost per item | bounds at n]
 
 The expectation runs over the uncertainty left after the pilot: each model's
-agreement is taken at several quantiles of its Jeffreys posterior (the
-prototype used a normal around the observed rate). We keep the size and the
+agreement is drawn from its Jeffreys posterior, independently across models
+(the prototype used a normal around the observed rate). We keep the size and the
 error-budget split with the lowest expected total; size 0 means "stop now and
 send the rest to the reference".
 
@@ -31,17 +31,18 @@ from smart_spark.engine.planner import enumerate_mix_costs
 
 #: Budget shares a model may take in the mix program (fractions of 1 - confidence).
 BUDGET_SHARES = (1.0, 0.75, 2 / 3, 0.5, 1 / 3, 0.25)
-#: Posterior quantiles that stand for the uncertainty left after the pilot.
-SCENARIO_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: Posterior draws that stand for the uncertainty left after the pilot.
+SCENARIOS = 24
+_SCENARIO_SEED = 20240320
 _GRID_RATIO = 1.15
 _MIN_CONFIRMATION = 10
-#: Confirmation looks at planned size times 2**offset, each with its share of a
-#: model's budget (alpha spending). Most goes to the planned look; the others let
-#: the run stop early when the data are better than the pilot promised, or go on
-#: when they are worse, without repeated-looks inflation.
-LOOK_OFFSETS = (-3, -2, -1, 0, 1, 2)
+#: Confirmation looks at the planned size times these multipliers, each with its
+#: share of a model's budget (alpha spending). Most goes to the planned look; the
+#: others let the run stop early when the data are better than the pilot
+#: promised, or go on when they are worse, without repeated-looks inflation.
+LOOK_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 LOOK_WEIGHTS = (0.05, 0.1, 0.15, 0.45, 0.15, 0.1)
-PLANNED_LOOK_WEIGHT = LOOK_WEIGHTS[LOOK_OFFSETS.index(0)]
+PLANNED_LOOK_WEIGHT = LOOK_WEIGHTS[LOOK_MULTIPLIERS.index(1.0)]
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,19 @@ def size_grid(max_more: int) -> np.ndarray:
 
 
 def posterior_scenarios(counts: dict[str, tuple[int, int]], models: list[str]) -> np.ndarray:
-    """Agreement rates per (scenario, model) at the Jeffreys posterior quantiles."""
+    """Agreement rates per (scenario, model) drawn from each model's Jeffreys posterior.
+
+    A Latin hypercube: every model gets the same evenly spaced posterior
+    quantiles, shuffled independently per model with a fixed seed (the decision
+    is a deterministic function of the counts). Independence matters: a pair of
+    models is worth confirming as a hedge precisely in the scenarios where one
+    of them turns out worse than the pilot suggested and the other does not.
+    """
     n = np.array([counts[m][0] for m in models], dtype=float)
     k = np.array([counts[m][1] for m in models], dtype=float)
-    q = np.asarray(SCENARIO_QUANTILES)[:, None]
+    rng = np.random.default_rng(_SCENARIO_SEED)
+    levels = (np.arange(SCENARIOS) + 0.5) / SCENARIOS
+    q = np.stack([rng.permutation(levels) for _ in models], axis=1)
     return stats.beta.ppf(q, k[None, :] + 0.5, n[None, :] - k[None, :] + 0.5)
 
 
@@ -127,8 +137,8 @@ def look_schedule(planned: int, max_more: int) -> list[tuple[int, float]]:
     pool their shares, so the shares always sum to 1.
     """
     looks: dict[int, float] = {}
-    for offset, weight in zip(LOOK_OFFSETS, LOOK_WEIGHTS):
-        size = int(min(max_more, max(min(_MIN_CONFIRMATION, planned), round(planned * 2.0**offset))))
+    for multiplier, weight in zip(LOOK_MULTIPLIERS, LOOK_WEIGHTS):
+        size = int(min(max_more, max(min(_MIN_CONFIRMATION, planned), round(planned * multiplier))))
         looks[size] = looks.get(size, 0.0) + weight
     return sorted(looks.items())
 
@@ -287,7 +297,7 @@ def _best_single(pilot, candidates, rates, sizes, targets, stop_now) -> Confirma
 
 def _until_satisfied(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmation:
     """The cheapest model whose pilot estimate clears the target, confirmed until it would pass."""
-    median = rates[len(SCENARIO_QUANTILES) // 2]
+    median = np.median(rates, axis=0)
     for index in np.argsort([pilot.unit_costs[m] for m in candidates]):
         if median[index] <= targets[0]:
             continue

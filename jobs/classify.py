@@ -376,6 +376,7 @@ def summarize(clf, written, config: dict[str, Any]) -> dict[str, Any]:
         remaining_target=plan.remaining_target,
         n_profiled=plan.n_total - plan.n_remaining,
         expected_agreement=expected,
+        agreement_bound=plan.agreement_bound,
         accuracy_target=plan.accuracy_target,
         confidence=plan.confidence,
         fractions=dict(plan.fractions),
@@ -398,7 +399,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"plan                 {shares}",
         f"agreement            target {s['accuracy_target']:g} at confidence {s['confidence']:g}; "
         f"the {s['rows'] - s['n_profiled']} unprofiled rows must reach "
-        f"{s['remaining_target']:.4f}; expected agreement of the plan {s['expected_agreement']:.4f}",
+        f"{s['remaining_target']:.4f}; agreement bound {s['agreement_bound']:.4f} "
+        f"(holds with probability >= {s['confidence']:g}); expected agreement {s['expected_agreement']:.4f}",
         f"rows by model        " + ", ".join(f"{m}: {n}" for m, n in sorted(s["by_model"].items(), key=lambda kv: str(kv[0]))),
         f"output               {s['output']}",
     ]

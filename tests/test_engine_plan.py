@@ -159,3 +159,10 @@ def test_summary_mentions_every_model():
     # a zero-cost plan does not divide by zero
     free = _plan(fractions={"ref": 1.0}, unit_costs={"ref": 0.0}, bounds={}, alphas={})
     assert "ref" in free.summary()
+
+
+def test_agreement_bound_counts_profiled_rows_as_exact():
+    plan = _plan()
+    remaining = 0.5 * 0.85 + 0.3 * 0.93 + 0.2 * 1.0
+    assert plan.agreement_bound == pytest.approx((1_000 + 9_000 * remaining) / 10_000)
+    assert "agreement over all rows >=" in plan.summary()

@@ -74,6 +74,20 @@ class Plan:
         ]
         return dearer + ([self.reference] if model != self.reference else [])
 
+    @property
+    def agreement_bound(self) -> float:
+        """The promised agreement over all rows: profiled rows exact, the rest at the bounds.
+
+        ``(n_profiled + R * sum(share * bound)) / N``; it is at least the
+        accuracy target whenever the plan is feasible, and holds with the
+        plan's confidence.
+        """
+        if not self.n_total:
+            return 1.0
+        remaining = sum(share * self.bounds.get(model, 1.0 if model == self.reference else 0.0)
+                        for model, share in self.fractions.items())
+        return (self.n_total - self.n_remaining + self.n_remaining * remaining) / self.n_total
+
     # --- costs -------------------------------------------------------------
     @property
     def expected_cost_per_item(self) -> float:
@@ -111,6 +125,10 @@ class Plan:
                 + (f"  agreement >= {bound:.4f}" if bound is not None else "")
                 + (f"  (alpha {self.alphas[model]:.4f})" if model in self.alphas else "")
             )
+        lines.append(
+            f"  agreement over all rows >= {self.agreement_bound:.4f} "
+            f"with probability >= {self.confidence:.3f}"
+        )
         ref = self.reference_only_cost
         lines.append(
             f"  expected cost ${self.expected_cost:.4f} vs reference-only ${ref:.4f}"

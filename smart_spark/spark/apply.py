@@ -355,6 +355,14 @@ class _Failure:
     cost: float = 0.0
 
 
+def _complete(client, model: str, prompts: list[str]) -> list[Any]:
+    try:
+        return client.complete_batch(model, prompts)
+    except Exception as exc:  # e.g. the key's env var is missing on this executor
+        logger.warning("SMART apply: %s batch failed: %s", model, exc)
+        return [_Failure(f"{type(exc).__name__}: {exc}") for _ in prompts]
+
+
 def _same_row(a: Any, b: Any) -> bool:
     try:
         return int(a) == int(b)
@@ -390,6 +398,14 @@ def _run_calls(spec, plan, client, texts, pending, chains, failures, prediction,
         def call(model: str, rows: list[int]) -> tuple[str, list[Any]]:
             out: list[Any] = []
             prompts = [render_prompt(spec.prompt_template, texts[i], spec.labels) for i in rows]
+            if budget is None and len(prompts) > spec.chunk_size:
+                # Two chunks in flight at once: the client's per-model limit still bounds the
+                # requests, and the next chunk fills the slots the previous one's tail leaves.
+                chunks = [prompts[k : k + spec.chunk_size] for k in range(0, len(prompts), spec.chunk_size)]
+                with ThreadPoolExecutor(max_workers=2, thread_name_prefix="smart-chunk") as pool:
+                    for results in pool.map(lambda c: _complete(client, model, c), chunks):
+                        out.extend(results)
+                return model, out
             start = 0
             while start < len(prompts):
                 chunk = prompts[start : start + spec.chunk_size]
@@ -400,11 +416,7 @@ def _run_calls(spec, plan, client, texts, pending, chains, failures, prediction,
                         out.extend(_Failure(f"{SPEND_CAP}; not called") for _ in prompts[start:])
                         break
                     chunk = chunk[:admitted]
-                try:
-                    results = client.complete_batch(model, chunk)
-                except Exception as exc:  # e.g. the key's env var is missing on this executor
-                    logger.warning("SMART apply: %s batch failed: %s", model, exc)
-                    results = [_Failure(f"{type(exc).__name__}: {exc}") for _ in chunk]
+                results = _complete(client, model, chunk)
                 if budget is not None:
                     budget.settle(reserved, sum(float(r.cost or 0.0) for r in results))
                 out.extend(results)

@@ -45,17 +45,23 @@ LOOK_WEIGHTS = (0.05, 0.1, 0.15, 0.45, 0.15, 0.1)
 PLANNED_LOOK_WEIGHT = LOOK_WEIGHTS[LOOK_MULTIPLIERS.index(1.0)]
 
 
-@dataclass(frozen=True)
-class PilotSummary:
-    """What the pilot measured: per candidate (items, agreements), unit costs, and the run."""
+@dataclass(frozen=True, kw_only=True)
+class RunState:
+    """The run a profiling decision is about: prices so far, size, target, budget."""
 
-    counts: dict[str, tuple[int, int]]
     unit_costs: dict[str, float]
     reference: str
     n_total: int
     n_profiled: int
     accuracy_target: float
     budget: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PilotSummary(RunState):
+    """What the pilot measured: per candidate (items, agreements)."""
+
+    counts: dict[str, tuple[int, int]]
     max_more: int
 
 
@@ -143,19 +149,13 @@ def look_schedule(planned: int, max_more: int) -> list[tuple[int, float]]:
     return sorted(looks.items())
 
 
-@dataclass(frozen=True)
-class LookState:
+@dataclass(frozen=True, kw_only=True)
+class LookState(RunState):
     """Where the confirmation stands at one look, for the go-on-or-stop decision."""
 
     pilot_counts: dict[str, tuple[int, int]]
     counts: dict[str, tuple[int, int]]
     alphas: dict[str, float]
-    unit_costs: dict[str, float]
-    reference: str
-    n_total: int
-    n_profiled: int
-    accuracy_target: float
-    budget: float
     weight_now: float
     later_looks: tuple[tuple[int, float], ...]  # (items more than now, budget share)
 

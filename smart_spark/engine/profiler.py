@@ -252,15 +252,10 @@ class Profiler:
         for index, (size, weight) in enumerate(looks):
             self._stage("confirmation", range(len(self._positions), start + size), models, confirm)
             state = LookState(
+                **self._run_state(n_total),
                 pilot_counts={m: (pilot.n[m], pilot.k[m]) for m in models},
                 counts={m: (confirm.n[m], confirm.k[m]) for m in models},
                 alphas=decision.alphas,
-                unit_costs=self._unit_costs(),
-                reference=self.reference,
-                n_total=n_total,
-                n_profiled=int(np.sum(self._ref_ok)),
-                accuracy_target=self.config.accuracy_target,
-                budget=self.config.error_budget,
                 weight_now=weight,
                 later_looks=tuple((later - size, w) for later, w in looks[index + 1 :]),
             )
@@ -309,16 +304,22 @@ class Profiler:
 
     def _decide(self, n_total: int, pilot: _Tally, max_more: int) -> Confirmation:
         summary = PilotSummary(
+            **self._run_state(n_total),
             counts={m: (pilot.n[m], pilot.k[m]) for m in self.candidates},
+            max_more=max_more,
+        )
+        return decide_confirmation(summary, self.config.method)
+
+    def _run_state(self, n_total: int) -> dict:
+        """The fields of ``payoff.RunState`` as they stand now."""
+        return dict(
             unit_costs=self._unit_costs(),
             reference=self.reference,
             n_total=n_total,
             n_profiled=int(np.sum(self._ref_ok)),
             accuracy_target=self.config.accuracy_target,
             budget=self.config.error_budget,
-            max_more=max_more,
         )
-        return decide_confirmation(summary, self.config.method)
 
     def _unit_costs(self) -> dict[str, float]:
         return {m: (c / n if n else float("nan")) for m, (n, c) in self._calls.items()}

@@ -145,3 +145,16 @@ def test_cp_lower_coverage(p):
     # and the upper bound
     miss_upper = float(np.mean(cp_upper(k, n, alpha) < p))
     assert miss_upper <= alpha + 3 * se
+
+
+def test_approx_lower_tracks_the_exact_bound_used_for_plans():
+    """The look-ahead's fast Wilson bound stays close to Clopper-Pearson where decisions are made."""
+    from smart_spark.engine.bounds import approx_lower
+
+    n = np.array([20, 50, 100, 500, 2000, 10000])
+    for rate in (0.5, 0.8, 0.9, 0.95):
+        for alpha in (0.05, 0.0125, 0.002):
+            k = np.round(rate * n)
+            gap = np.abs(approx_lower(k, n, alpha) - cp_lower(k, n, alpha))
+            assert np.all(gap <= 0.04), (rate, alpha, gap)
+            assert np.all(gap[n >= 500] <= 0.005), (rate, alpha, gap)

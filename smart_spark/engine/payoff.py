@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from smart_spark.engine.bounds import cp_lower
+from smart_spark.engine.bounds import approx_lower, cp_lower
 from smart_spark.engine.planner import enumerate_mix_costs
 
 #: Budget shares a model may take in the mix program (fractions of 1 - confidence).
@@ -133,7 +133,7 @@ def decide_confirmation(pilot: PilotSummary, method: str) -> Confirmation:
 def _predicted_bounds(rates: np.ndarray, sizes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Bounds (size, scenario, option) a confirmation of each size would give at its planned look."""
     n = sizes[:, None, None].astype(float)
-    return cp_lower(rates[None, :, :] * n, n, alpha[None, None, :] * PLANNED_LOOK_WEIGHT)
+    return approx_lower(rates[None, :, :] * n, n, alpha[None, None, :] * PLANNED_LOOK_WEIGHT)
 
 
 def look_schedule(planned: int, max_more: int) -> list[tuple[int, float]]:
@@ -211,7 +211,7 @@ def continue_pays(state: LookState, method: str) -> bool:
     remaining = state.n_total - state.n_profiled
     confirm_cost = state.unit_costs[state.reference] + sum(state.unit_costs[m] for m in models)
     for step, weight in state.later_looks:
-        lower = cp_lower(k_now[None, :] + rates * step, n_now[None, :] + step, alpha[None, :] * weight)
+        lower = approx_lower(k_now[None, :] + rates * step, n_now[None, :] + step, alpha[None, :] * weight)
         target = remaining_target(state.accuracy_target, state.n_total, np.array([state.n_profiled + step]))
         expected = float(_plan_costs(state, models, lower[None, :, :], alpha, target, method).mean())
         if step * confirm_cost + (remaining - step) * expected < remaining * now:

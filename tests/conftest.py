@@ -135,6 +135,17 @@ def overruling_server():
 
 
 @pytest.fixture(scope="session")
+def overruling_rows() -> list[dict[str, str]]:
+    """The OVERRULING recording as raw CSV rows (answers exactly as recorded)."""
+    if not OVERRULING_CSV.exists():
+        pytest.skip(f"shared data not available: {OVERRULING_CSV} (the recording lives outside the repo)")
+    import csv
+
+    with open(OVERRULING_CSV, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
 def overruling_frame():
     if not OVERRULING_CSV.exists():
         pytest.skip(f"shared data not available: {OVERRULING_CSV}")

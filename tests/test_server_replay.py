@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import openai
@@ -17,11 +16,8 @@ CATALOGUE = REPO / "conf" / "overruling_catalogue.yaml"
 
 
 @pytest.fixture(scope="module")
-def rows() -> list[dict[str, str]]:
-    if not DATA.exists():
-        pytest.skip(f"shared data not found at {DATA} (the OVERRULING recording lives outside the repo)")
-    with open(DATA, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+def rows(overruling_rows) -> list[dict[str, str]]:
+    return overruling_rows
 
 
 @pytest.fixture(scope="module")

@@ -52,24 +52,22 @@ def _any_int(name: str):
     return convert
 
 
-def _positive_int(name: str):
+def _int_at_least(name: str, minimum: int):
     def convert(value: Any) -> int:
         value = _integer(name, value)
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
         return value
 
     return convert
+
+
+def _positive_int(name: str):
+    return _int_at_least(name, 1)
 
 
 def _non_negative_int(name: str):
-    def convert(value: Any) -> int:
-        value = _integer(name, value)
-        if value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        return value
-
-    return convert
+    return _int_at_least(name, 0)
 
 
 def _in_interval(name: str, low: float, high: float, *, low_open: bool, high_open: bool):

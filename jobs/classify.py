@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import os
 import sys
 from pathlib import Path
@@ -401,7 +400,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"the {s['rows'] - s['n_profiled']} unprofiled rows must reach "
         f"{s['remaining_target']:.4f}; agreement bound {s['agreement_bound']:.4f} "
         f"(holds with probability >= {s['confidence']:g}); expected agreement {s['expected_agreement']:.4f}",
-        f"rows by model        " + ", ".join(f"{m}: {n}" for m, n in sorted(s["by_model"].items(), key=lambda kv: str(kv[0]))),
+        "rows by model        " + ", ".join(f"{m}: {n}" for m, n in sorted(s["by_model"].items(), key=lambda kv: str(kv[0]))),
         f"output               {s['output']}",
     ]
     if s.get("mlflow_run_id"):

@@ -1,20 +1,22 @@
 """Confidence bounds on a model's agreement rate with the reference.
 
-Method: exact one-sided Clopper-Pearson bounds, computed on a *confirmation
-sample whose size was fixed before any of it was seen*.
+Method: exact one-sided Clopper-Pearson bounds, computed on *confirmation
+items at looks whose sizes and error shares were fixed before any of them was
+seen*.
 
 Why this stays valid when profiling stops adaptively: the profiler works in two
 stages (see ``profiler.py``). A pilot sample decides everything adaptive — which
-models are worth confirming, how the error budget is split between them, and how
-many items to confirm on (the pays-off rule). The bounds the plan relies on are
-then computed only from the fresh confirmation items, whose number was fixed by
-the pilot. Given the pilot, each bound is therefore a single fixed-size test
-with exactly its nominal error ``alpha_i``; there are no repeated looks at the
-data behind it, so no look-elsewhere inflation (the prototype checked a
-two-sided interval every 10 items and stopped at the first success, whose real
-error rate exceeds the nominal one). Because the split ``alpha_i`` is decided
-on pilot data too, the union (Bonferroni) bound over the models a plan uses,
-``sum(alpha_i) <= 1 - confidence``, holds without any independence assumption.
+models are worth confirming, how the error budget is split between them, the
+planned confirmation size and so the look sizes (the pays-off rule). The bounds
+the plan relies on are then computed only from the fresh confirmation items.
+A model's share ``alpha_i`` is spent across its looks (``payoff.LOOK_WEIGHTS``,
+alpha spending), so the bound at whichever look profiling stops holds with
+probability at least ``1 - alpha_i`` however the stopping look is chosen; the
+prototype checked a two-sided interval every 10 items and stopped at the first
+success, whose real error rate exceeds the nominal one. Because the split
+``alpha_i`` is decided on pilot data too, the union (Bonferroni) bound over the
+models a plan uses, ``sum(alpha_i) <= 1 - confidence``, holds without any
+independence assumption.
 
 The plan needs the agreement of a model on *the items routed to it* (a random
 subset of the remaining items), not on the whole population. The confirmation

@@ -3,13 +3,17 @@
 Two stages, on items taken in the (already uniformly random) order of the pool:
 
 1. **Pilot.** A small sample on which the reference and every candidate are
-   called (which also measures each model's real cost per item). It tells which models are worth confirming, how to split
-   the error budget between them and how many items to confirm on (the pays-off
-   rule, ``payoff.py``). Its items are profiled (they get the reference's answer)
-   but its counts never enter a bound the plan relies on.
-2. **Confirmation.** A fresh sample of exactly the chosen size, on which only the
-   reference and the chosen models are called. Its counts give the one-sided
-   bounds of ``bounds.py``, each at the budget share fixed by the pilot.
+   called (which also measures each model's real cost per item). It tells
+   which models are worth confirming, how to split the error budget between
+   them and how many items to confirm on (the pays-off rule, ``payoff.py``).
+   Its items are profiled (they get the reference's answer) but its counts
+   never enter a bound the plan relies on.
+2. **Confirmation.** Fresh items, on which only the reference and the chosen
+   models are called, in looks at sizes fixed by the pilot (the planned size
+   times ``payoff.LOOK_MULTIPLIERS``). At each look the pays-off rule decides
+   whether a later look is worth its cost; the counts at the stopping look give
+   the one-sided bounds of ``bounds.py``, at the share of each model's budget
+   that look was given.
 
 An answer source is ``answer_source(model, positions) -> answers``: either a
 sequence of objects with ``label``, ``raw``, ``cost`` and ``error`` (the LLM

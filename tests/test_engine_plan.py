@@ -166,3 +166,14 @@ def test_agreement_bound_counts_profiled_rows_as_exact():
     remaining = 0.5 * 0.85 + 0.3 * 0.93 + 0.2 * 1.0
     assert plan.agreement_bound == pytest.approx((1_000 + 9_000 * remaining) / 10_000)
     assert "agreement over all rows >=" in plan.summary()
+
+
+def test_plan_module_loads_without_the_solver_stack():
+    """Executors import only the plan to route rows: no pulp, no engine internals."""
+    code = (
+        "import sys; import smart_spark.engine.plan; "
+        "print(sorted(m for m in ('pulp', 'smart_spark.engine.profiler', 'smart_spark.engine.payoff') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

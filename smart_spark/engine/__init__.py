@@ -1,26 +1,37 @@
-"""The SMART method without Spark: bounds, profiler, pays-off rule, planner, plan, simulation."""
+"""The SMART method without Spark: bounds, profiler, pays-off rule, planner, plan, simulation.
 
-from smart_spark.engine.config import METHODS, SmartConfig
-from smart_spark.engine.engine import SmartEngine, SmartResult, plan_from_profile
-from smart_spark.engine.plan import Plan, stable_unit_hash
-from smart_spark.engine.planner import MixSolution, Option, PlanningError, solve_mix
-from smart_spark.engine.profiler import AnswerArrays, ModelStats, Profile, ProfiledItem, Profiler
+Names are imported on first use (PEP 562), so ``smart_spark.engine.plan`` — all
+an executor needs to route rows — loads without scipy and pulp, which take
+seconds to import in every fresh Python worker.
+"""
 
-__all__ = [
-    "METHODS",
-    "AnswerArrays",
-    "MixSolution",
-    "ModelStats",
-    "Option",
-    "Plan",
-    "PlanningError",
-    "Profile",
-    "ProfiledItem",
-    "Profiler",
-    "SmartConfig",
-    "SmartEngine",
-    "SmartResult",
-    "plan_from_profile",
-    "solve_mix",
-    "stable_unit_hash",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "METHODS": "config",
+    "SmartConfig": "config",
+    "SmartEngine": "engine",
+    "SmartResult": "engine",
+    "plan_from_profile": "engine",
+    "Plan": "plan",
+    "stable_unit_hash": "plan",
+    "MixSolution": "planner",
+    "Option": "planner",
+    "PlanningError": "planner",
+    "solve_mix": "planner",
+    "AnswerArrays": "profiler",
+    "ModelStats": "profiler",
+    "Profile": "profiler",
+    "ProfiledItem": "profiler",
+    "Profiler": "profiler",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'smart_spark.engine' has no attribute {name!r}")
+    value = getattr(import_module(f"smart_spark.engine.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

@@ -29,19 +29,18 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import importlib.util
 import json
 import logging
 import math
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
+
+from smart_spark.engine.plan import Plan
 
 logger = logging.getLogger("smart_spark")
 
@@ -224,35 +223,8 @@ class _Plan:
     def get(cls, plan_json: str):
         plan = cls._cache.get(plan_json)
         if plan is None:
-            plan = cls._cache[plan_json] = _plan_class().from_json(plan_json)
+            plan = cls._cache[plan_json] = Plan.from_json(plan_json)
         return plan
-
-
-def _plan_class():
-    """``smart_spark.engine.Plan``, without importing the whole engine on executors.
-
-    The engine package imports scipy and pulp (several seconds per fresh Python
-    worker); routing needs only ``engine/plan.py``, which is self-contained.
-    Loaded under a private module name; falls back to the normal import.
-    """
-    module = sys.modules.get("smart_spark.engine.plan") or sys.modules.get(_PLAN_MODULE)
-    if module is not None:
-        return module.Plan
-    try:
-        path = Path(__file__).resolve().parents[1] / "engine" / "plan.py"
-        spec = importlib.util.spec_from_file_location(_PLAN_MODULE, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_PLAN_MODULE] = module
-        spec.loader.exec_module(module)
-        return module.Plan
-    except Exception:  # pragma: no cover - layout changed: use the package
-        sys.modules.pop(_PLAN_MODULE, None)
-        from smart_spark.engine import Plan
-
-        return Plan
-
-
-_PLAN_MODULE = "_smart_spark_engine_plan"
 
 
 def process_batch(

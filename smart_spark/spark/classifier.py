@@ -350,7 +350,6 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
         from smart_spark.llm.client import CallResult, LLMClient
 
         history: list[dict] = []
-        spend = {"usd": 0.0}
         answers: dict[tuple[str, int], Any] = {}
 
         def progress(event: dict) -> None:
@@ -358,7 +357,7 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
                 {
                     "phase": event.get("phase"),
                     "items_done": int(event.get("items_done", 0)),
-                    "spent": float(event.get("spent", spend["usd"])),
+                    "spent": float(event["spent"]),
                     "bounds": {m: tuple(map(float, b)) for m, b in (event.get("bounds") or {}).items()},
                 }
             )
@@ -387,7 +386,6 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
             if self.getSpendCap() is not None:
                 budget = SpendBudget(self.getSpendCap(), catalogue_yaml(catalogue), self.getMaxTokens(),
                                      self.getSystemPrompt())
-            self._profiling_budget = budget
 
             def answer_source(model: str, positions):
                 prompts = [render_prompt(template, pool[p].text, labels) for p in positions]
@@ -401,7 +399,6 @@ class SmartLLMClassifier(Transformer, SmartParams, DefaultParamsReadable, Defaul
                         CallResult(model, None, None, 0, 0, 0.0, f"{SPEND_CAP}; not called", 0)
                         for _ in prompts[admitted:]
                     ]
-                spend["usd"] = client.spent
                 for position, r in zip(positions, results):
                     answers[(model, position)] = r
                 return results

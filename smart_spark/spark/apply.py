@@ -36,6 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -214,17 +215,10 @@ def close_clients() -> None:
 
 
 # ---------------------------------------------------------------- the batch
-class _Plan:
-    """The plan parsed once per spec per worker."""
-
-    _cache: dict[str, Any] = {}
-
-    @classmethod
-    def get(cls, plan_json: str):
-        plan = cls._cache.get(plan_json)
-        if plan is None:
-            plan = cls._cache[plan_json] = Plan.from_json(plan_json)
-        return plan
+@lru_cache(maxsize=8)
+def _plan(plan_json: str) -> Plan:
+    """The plan, parsed once per worker (every Arrow batch of a run ships the same JSON)."""
+    return Plan.from_json(plan_json)
 
 
 def process_batch(
@@ -242,7 +236,7 @@ def process_batch(
     concurrency per model); failed rows move down their escalation chain and
     are grouped again, so no row is ever called twice by the same model.
     """
-    plan = _Plan.get(spec.plan_json)
+    plan = _plan(spec.plan_json)
     n = len(keys)
     prediction: list[str | None] = [None] * n
     model_used: list[str | None] = [None] * n

@@ -10,7 +10,9 @@ from a catalogue YAML (default: ``conf/paper_prices.yaml``, the paper's).
 Output: one CSV row per run and a printed summary (mean savings per method
 and violation rate per dataset and target, then mean and max savings of mix;
 where ``conf/prototype_savings.csv`` has the research prototype's figure for a
-cell, the ratio to it).
+cell, the ratio to it). ``--ceiling`` adds, per cell, the most any valid
+procedure can expect to save there (``smart_spark.engine.ceiling``), so a
+figure can be read against what is attainable with the promise held.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from smart_spark.catalogue import ModelCatalogue
+from smart_spark.engine.ceiling import savings_ceiling
 from smart_spark.engine.config import METHODS
 from smart_spark.engine.simulation import MODES, load_profile_stats, run_trial
 
@@ -48,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", default="independent", choices=MODES)
     parser.add_argument("--workers", type=int, default=2, help="processes running trials")
     parser.add_argument("--out", type=Path, default=None, help="write every run to this CSV")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="also print each cell's savings ceiling for valid procedures"
+    )
     return parser.parse_args(argv)
 
 
@@ -56,7 +62,22 @@ def _run(job):
     return run_trial(dataset, target, method, confidence, seed, mode)
 
 
-def summarise(runs: pd.DataFrame) -> str:
+def _ceiling(job) -> float:
+    dataset, target, confidence = job
+    candidates = {m.name: (m.agreement, m.unit_cost) for m in dataset.candidates}
+    return savings_ceiling(dataset.n_items, target, confidence, candidates, dataset.reference.unit_cost).savings
+
+
+def ceilings(datasets, targets, confidence: float, workers: int) -> pd.Series:
+    """Savings ceiling per (dataset, accuracy_target)."""
+    jobs = [(d, t, confidence) for d in datasets for t in targets]
+    with ProcessPoolExecutor(max(workers, 1)) as pool:
+        values = list(pool.map(_ceiling, jobs))
+    index = pd.MultiIndex.from_tuples([(d.name, round(t, 2)) for d, t, _ in jobs], names=["dataset", "accuracy_target"])
+    return pd.Series(values, index=index, name="ceiling")
+
+
+def summarise(runs: pd.DataFrame, ceiling: pd.Series | None = None) -> str:
     """Per dataset and target: mean savings per method and violation rate; then mix overall."""
     table = runs.groupby(["dataset", "accuracy_target", "method"]).agg(
         savings=("savings", "mean"), violations=("satisfied", lambda s: 1.0 - s.mean())
@@ -69,11 +90,11 @@ def summarise(runs: pd.DataFrame) -> str:
         mix = runs[runs["method"] == "mix"].groupby(["dataset", "accuracy_target"])["savings"].mean()
         lines.append(f"\nmix: mean savings {mix.mean():.2f}x, max {mix.max():.2f}x over {len(mix)} cells")
         if PROTOTYPE.exists():
-            lines.append(_against_prototype(mix))
+            lines.append(_against_prototype(mix, ceiling))
     return "\n".join(lines)
 
 
-def _against_prototype(mix: pd.Series) -> str:
+def _against_prototype(mix: pd.Series, ceiling: pd.Series | None) -> str:
     proto = pd.read_csv(PROTOTYPE, comment="#").set_index(["dataset", "accuracy_target"])["savings"]
     proto.index = proto.index.set_levels(proto.index.levels[1].astype(float).round(2), level=1)
     mix = mix.copy()
@@ -82,11 +103,21 @@ def _against_prototype(mix: pd.Series) -> str:
     if both.empty:
         return "(no cell in common with the prototype's figures)"
     both["ratio"] = both["mix"] / both["prototype"]
+    notes = ""
+    if ceiling is not None:
+        both = both.join(ceiling, how="left")
+        both["0.95 proto <= ceiling"] = 0.95 * both["prototype"] <= both["ceiling"]
+        beyond = int((~both["0.95 proto <= ceiling"]).sum())
+        notes = (
+            f"\n{beyond} cell(s) where 95% of the prototype's figure exceeds what any valid procedure"
+            f" can expect (ceiling, smart_spark.engine.ceiling); mean ceiling over these cells {both['ceiling'].mean():.2f}x"
+        )
     return (
         "\nmix against the research prototype (conf/prototype_savings.csv):\n"
         + both.round(2).to_string()
         + f"\nworst cell ratio {both['ratio'].min():.2f}; mean over these cells: mix "
         f"{both['mix'].mean():.2f}x vs prototype {both['prototype'].mean():.2f}x"
+        + notes
     )
 
 
@@ -121,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         runs.to_csv(args.out, index=False)
-    print(summarise(runs))
+    ceiling = ceilings(chosen, args.targets, args.confidence, args.workers) if args.ceiling else None
+    print(summarise(runs, ceiling))
     print(f"\n{len(runs)} runs in {elapsed:.1f} s ({args.workers} worker processes, mode {args.mode})")
     return 0
 

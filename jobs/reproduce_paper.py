@@ -84,7 +84,9 @@ def summarise(runs: pd.DataFrame, ceiling: pd.Series | None = None) -> str:
     )
     wide = table["savings"].unstack("method")
     viol = table["violations"].unstack("method").add_prefix("miss ")
-    out = pd.concat([wide, viol], axis=1)
+    out = _rounded_targets(pd.concat([wide, viol], axis=1))
+    if ceiling is not None:
+        out = out.join(ceiling, how="left")
     lines = ["Mean savings (reference cost / cost) and violation rate per method:", out.round(3).to_string()]
     if "mix" in runs["method"].values:
         mix = runs[runs["method"] == "mix"].groupby(["dataset", "accuracy_target"])["savings"].mean()
@@ -94,12 +96,18 @@ def summarise(runs: pd.DataFrame, ceiling: pd.Series | None = None) -> str:
     return "\n".join(lines)
 
 
+def _rounded_targets(table):
+    """The same table with accuracy targets rounded to 2 digits, so cells from different sources join."""
+    table = table.copy()
+    table.index = table.index.set_levels(table.index.levels[1].astype(float).round(2), level=1)
+    return table
+
+
 def _against_prototype(mix: pd.Series, ceiling: pd.Series | None) -> str:
     proto = pd.read_csv(PROTOTYPE, comment="#").set_index(["dataset", "accuracy_target"])["savings"]
-    proto.index = proto.index.set_levels(proto.index.levels[1].astype(float).round(2), level=1)
-    mix = mix.copy()
-    mix.index = mix.index.set_levels(mix.index.levels[1].astype(float).round(2), level=1)
-    both = pd.concat([mix.rename("mix"), proto.rename("prototype")], axis=1, join="inner")
+    both = pd.concat(
+        [_rounded_targets(mix).rename("mix"), _rounded_targets(proto).rename("prototype")], axis=1, join="inner"
+    )
     if both.empty:
         return "(no cell in common with the prototype's figures)"
     both["ratio"] = both["mix"] / both["prototype"]

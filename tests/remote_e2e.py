@@ -112,7 +112,7 @@ def check(spark, server, mode: str) -> dict:
         "rows_in": N_ROWS,
         "rows_out": int(len(out)),
         "ids_unique": bool(out["id"].is_unique),
-        "spend_column": float(out["prediction_cost"].sum()),
+        "spend_column": float(out["prediction_cost"].sum()) + clf.lastRun.fit_paid,
         "profile_spent": float(clf.lastProfile.spent),
         "paid_twice": {m: c["requests"] - c["distinct_prompts"] for m, c in counters.items()},
         "reference_requests": counters.get("gpt-4", {}).get("requests", 0),

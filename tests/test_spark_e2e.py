@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from conftest import FAKE_KEY, FAKE_KEY_ENV, SIM_LABELS, simulated_backend, simulated_catalogue, text_frame
 from smart_checks import models_called, prompts_of, realised_agreement, server_spend
 from smart_spark import SmartLLMClassifier
+from smart_spark.errors import ConfigurationError
 
 
 def classifier(catalogue, **kw):
@@ -27,19 +28,23 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
 
     # every input row and column, unchanged, plus the four output columns
     assert list(out.columns) == ["id", "text", "extra", "prediction", "prediction_model", "prediction_cost",
-                                 "prediction_error"]
+                                 "prediction_error", "prediction_paid"]
     assert len(out) == 500 and out["id"].is_unique and sorted(out["id"]) == list(range(500))
     assert (out["extra"] == out["id"] * 2).all()
     assert out["prediction"].isin(SIM_LABELS + [None]).all()
 
     prompts = prompts_of(out["text"], clf.getPromptTemplate(), SIM_LABELS)
-    # the run's spend is the cost column's sum, and matches what the server answered
+    # fit spend + the cost column's sum is what the server answered
     spend = out["prediction_cost"].sum()
-    assert spend == pytest.approx(server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
     run = clf.lastRun
+    assert spend + run.fit_paid == pytest.approx(server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
     plan, profile = clf.lastPlan, clf.lastProfile
     assert plan is not None and profile.n_profiled > 0
-    assert spend > profile.spent > 0
+    assert run.fit_paid == pytest.approx(profile.spent) and spend > 0
+    # profiled rows were paid by the fit: reused here, at cost 0
+    profiled = out["id"].astype(str).isin({str(k) for k in run.profiled_keys})
+    assert not out.loc[profiled, "prediction_paid"].any() and (out.loc[profiled, "prediction_cost"] == 0).all()
+    assert out.loc[~profiled, "prediction_paid"].all()
 
     # no row paid twice; profiled rows never called again; at most the plan's chain per row
     counters = sim_server.counters()
@@ -89,7 +94,8 @@ def test_duplicate_texts_without_id_share_answers_and_cost_is_not_double_counted
     by_text = out.groupby("text")["prediction_model"].nunique()
     assert (by_text == 1).all()  # the same key routes (and is answered) the same way
     prompts = prompts_of(out["text"], clf.getPromptTemplate(), SIM_LABELS)
-    assert out["prediction_cost"].sum() == pytest.approx(server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
+    assert out["prediction_cost"].sum() + clf.lastRun.fit_paid == pytest.approx(
+        server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
     counters = sim_server.counters()
     # copies in the same Arrow batch are called once; each of the 2 partitions may call a text once
     assert all(c["requests"] <= 2 * c["distinct_prompts"] for c in counters.values())
@@ -112,7 +118,7 @@ def test_null_and_empty_text_are_kept(spark, sim_server, sim_catalogue):
 
 def test_bad_input_columns(spark, sim_catalogue):
     df = spark.createDataFrame([(1, 2)], "id long, text long")
-    with pytest.raises(TypeError, match="textCol 'text' must be a string column"):
+    with pytest.raises(ConfigurationError, match="textCol 'text' must be a string column"):
         df.transform(classifier(sim_catalogue))
     with pytest.raises(ValueError, match="textCol 'body' is not a column"):
         df.transform(classifier(sim_catalogue, textCol="body"))
@@ -126,7 +132,7 @@ def test_bad_input_columns(spark, sim_catalogue):
 
 def test_empty_dataframe(spark, sim_catalogue):
     out = spark.createDataFrame([], "id long, text string").transform(classifier(sim_catalogue))
-    assert out.count() == 0 and out.columns[-1] == "prediction_error"
+    assert out.count() == 0 and out.columns[-1] == "prediction_paid"
 
 
 def test_one_model_catalogue_runs_the_reference_on_everything(spark, sim_server):
@@ -166,7 +172,8 @@ def test_failures_escalate_and_nothing_is_lost(spark):
             assert set(models_called(server, catalogue.names, prompt)) <= allowed
         # no (model, prompt) was ever paid twice
         assert all(server.answered_count(m, p) <= 1 for m in catalogue.names for p in prompts)
-        assert out["prediction_cost"].sum() == pytest.approx(server_spend(server, catalogue, prompts), rel=1e-9)
+        assert out["prediction_cost"].sum() + clf.lastRun.fit_paid == pytest.approx(
+            server_spend(server, catalogue, prompts), rel=1e-9)
 
 
 def test_spend_cap_is_respected(spark, sim_server, sim_catalogue):

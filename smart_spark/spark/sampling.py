@@ -6,10 +6,9 @@ with null or blank text get a null key: they are never sampled nor called.
 Duplicate texts (without ``idCol``) share a key: a profiled text's reference
 answer is reused for its duplicates, and they all route to the same model.
 
-Row id: ``monotonically_increasing_id()`` on the input, used only to charge an
-item's profiling spend to the one row the sample drew (so the cost column sums
-to the spend even with duplicate keys). It is stable as long as the input
-DataFrame's partitions are deterministic (files, tables, in-memory data).
+The sample is ordered by key before the seeded shuffle, so the same data and
+seed give the same sample however the input is partitioned (a rerun after a
+crash profiles the same rows, whose answers are then in the answer store).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from pyspark.sql import functions as F
 logger = logging.getLogger("smart_spark")
 
 KEY_COL = "__smart_key"
-ROW_ID_COL = "__smart_row_id"
 RESULT_COL = "__smart_result"
 
 
@@ -48,16 +46,23 @@ def key_column(text_col: str, id_col: str | None) -> Column:
 
 
 def with_keys(df: DataFrame, text_col: str, id_col: str | None) -> DataFrame:
-    return df.withColumn(KEY_COL, key_column(text_col, id_col)).withColumn(
-        ROW_ID_COL, F.monotonically_increasing_id()
-    )
+    return df.withColumn(KEY_COL, key_column(text_col, id_col))
+
+
+def fingerprint_columns() -> list[Column]:
+    """Aggregates that identify a keyed DataFrame's rows: count, rows with text, a hash of the keys."""
+    key = F.col(KEY_COL)
+    return [
+        F.count(F.lit(1)).alias("n"),
+        F.count(key).alias("valid"),
+        F.coalesce(F.sum(F.when(key.isNotNull(), F.pmod(F.xxhash64(key), F.lit(2**31 - 1)))), F.lit(0)).alias("hash"),
+    ]
 
 
 @dataclass(frozen=True)
 class PoolRow:
     key: str
     text: str
-    row_id: int
 
 
 def sample_fraction(wanted: int, available: int, attempt: int = 0) -> float:
@@ -73,7 +78,7 @@ def draw_pool(keyed: DataFrame, text_col: str, n_valid: int, wanted: int, seed: 
     """A seeded uniform sample of distinct keys, in seeded random order, at most ``wanted`` long.
 
     Sampled across all partitions with ``DataFrame.sample`` (never the first
-    rows), collected to the driver, ordered by row id and shuffled with
+    rows), collected to the driver, ordered by key and shuffled with
     ``seed``. Tries a larger fraction when the sample came out short.
     """
     if wanted <= 0 or n_valid <= 0:
@@ -81,7 +86,7 @@ def draw_pool(keyed: DataFrame, text_col: str, n_valid: int, wanted: int, seed: 
     rows = []
     for attempt in range(4):
         fraction = sample_fraction(wanted, n_valid, attempt)
-        candidates = keyed.where(F.col(KEY_COL).isNotNull()).select(KEY_COL, quote(text_col), ROW_ID_COL)
+        candidates = keyed.where(F.col(KEY_COL).isNotNull()).select(KEY_COL, quote(text_col))
         if fraction < 1.0:
             candidates = candidates.sample(withReplacement=False, fraction=fraction, seed=seed + attempt)
         rows = candidates.collect()
@@ -89,13 +94,13 @@ def draw_pool(keyed: DataFrame, text_col: str, n_valid: int, wanted: int, seed: 
         if fraction >= 1.0 or distinct >= wanted:
             break
         logger.info("SMART sample came out short (%d < %d rows); drawing a larger one", distinct, wanted)
-    rows.sort(key=lambda r: r[2])
+    rows.sort(key=lambda r: (r[0], r[1]))
     seen: set[str] = set()
     pool: list[PoolRow] = []
-    for key, text, row_id in rows:
+    for key, text in rows:
         if key in seen:
             continue
         seen.add(key)
-        pool.append(PoolRow(key, text, int(row_id)))
+        pool.append(PoolRow(key, text))
     random.Random(seed).shuffle(pool)
     return pool[:wanted]

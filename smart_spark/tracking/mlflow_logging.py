@@ -54,7 +54,7 @@ def _target_run(client, tracking_uri: str | None, experiment: str, run_name: str
 
 def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: str,
                   tracking_uri: str | None = None, run_name: str | None = None) -> tuple[str, str]:
-    """Log a :class:`~smart_spark.spark.classifier.SmartRun`; returns (run_id, tracking_uri)."""
+    """Log a :class:`~smart_spark.spark.run.SmartRun`; returns (run_id, tracking_uri)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
@@ -158,6 +158,9 @@ def log_summary(run: Any, summary: dict[str, Any]) -> None:
     metric("realised_rows", summary["rows"])
     metric("realised_null_predictions", summary["null_predictions"])
     metric("realised_savings_x", summary.get("savings"))
+    metric("realised_paid_rows", summary.get("paid_rows"))
+    metric("realised_reused_rows", summary.get("reused_rows"))
+    metric("fit_paid_usd", summary.get("fit_paid"))
     for model, rows in summary["by_model"].items():
         name = model if model is not None else "none"
         metric(metric_key("realised_rows", name), rows)

@@ -71,17 +71,18 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
     assert "SMART plan" in clf.lastSummary() and "SMART profile" in clf.lastSummary()
 
 
-def test_reevaluation_routes_identically(spark, sim_server, sim_catalogue):
+def test_reevaluation_routes_identically_and_pays_nothing_again(spark, sim_server, sim_catalogue):
     df = text_frame(spark, 200, prefix="again")
     clf = classifier(sim_catalogue, idCol="id", seed=2, accuracyTarget=0.85)
     out = df.transform(clf)
-    first = out.select("id", "prediction_model").toPandas().sort_values("id")
-    requests_after_first = sum(c["requests"] for c in sim_server.counters().values())
-    second = out.select("id", "prediction_model").toPandas().sort_values("id")
+    first = out.select("id", "prediction_model", "prediction_paid").toPandas().sort_values("id")
+    requests_after_first = sim_server.counters()
+    second = out.select("id", "prediction_model", "prediction_paid", "prediction_cost").toPandas().sort_values("id")
     assert list(first["prediction_model"]) == list(second["prediction_model"])
-    # re-evaluation calls again (documented: cache the output), but never a profiled row
-    assert sum(c["requests"] for c in sim_server.counters().values()) > requests_after_first
-    assert sim_server.counters()["gpt-4"]["requests"] <= 2 * len(first)
+    assert first["prediction_paid"].any()
+    # the second evaluation reads every answer from the application's answer store
+    assert sim_server.counters() == requests_after_first
+    assert not second["prediction_paid"].any() and (second["prediction_cost"] == 0).all()
 
 
 def test_duplicate_texts_without_id_share_answers_and_cost_is_not_double_counted(spark, sim_server, sim_catalogue):

@@ -65,6 +65,8 @@ class ApplySpec:
     concurrency: int | None = None
     #: USD each row left to the apply phase may spend (None: no cap).
     row_budget: float | None = None
+    #: The answer store's directory (None: no store, e.g. unit tests).
+    answers_path: str | None = None
 
     def client_key(self) -> str:
         blob = json.dumps([self.catalogue_yaml, list(self.labels), self.system_prompt, self.max_tokens,
@@ -187,13 +189,16 @@ def process_batch(
 
     ``client`` (tests) replaces the worker's cached client.
     """
+    from smart_spark.spark.answers import open_store
     from smart_spark.spark.calls import PayingCaller
 
     plan = _plan(spec.plan_json)
     outcomes = [Outcome() for _ in keys]
     leaders, followers, chains, prior = _triage(spec, plan, keys, texts, outcomes)
     if leaders:
-        caller = PayingCaller(spec, client if client is not None else client_for(spec), budget=_batch_budget(spec, leaders))
+        store = open_store(spec.answers_path) if spec.answers_path else None
+        caller = PayingCaller(spec, client if client is not None else client_for(spec),
+                              budget=_batch_budget(spec, leaders), store=store)
         _answer(spec, plan.reference, caller, texts, leaders, chains, prior, outcomes)
     for i, leader in followers:
         copy = outcomes[leader]

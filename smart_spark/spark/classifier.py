@@ -169,8 +169,11 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
     def _fit(self, dataset: DataFrame) -> SmartLLMClassifierModel:
         from smart_spark.spark.fitting import fit_state
 
+        from smart_spark.spark.answers import checked_store
+
         catalogue = self.validate(dataset.schema)
-        with _ProfilingCaller(self, catalogue) as factory:
+        _, store = checked_store(self.getAnswersPath(), dataset.sparkSession)
+        with _ProfilingCaller(self, catalogue, store) as factory:
             fit = fit_state(self, dataset, caller_factory=factory, catalogue=catalogue)
         model = SmartLLMClassifierModel(fit.state, fit.run)
         self._copyValues(model)
@@ -235,8 +238,8 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
 class _ProfilingCaller:
     """The driver's LLM client for profiling, closed after the fit; builds the PayingCaller."""
 
-    def __init__(self, params: SmartParams, catalogue: ModelCatalogue) -> None:
-        self.params, self.catalogue = params, catalogue
+    def __init__(self, params: SmartParams, catalogue: ModelCatalogue, store: Any) -> None:
+        self.params, self.catalogue, self.store = params, catalogue, store
         self.client = None
 
     def __enter__(self):
@@ -258,7 +261,7 @@ class _ProfilingCaller:
             from smart_spark.llm.spend import SpendBudget
 
             budget = SpendBudget(cap, self.catalogue, self.params.getMaxTokens(), self.params.getSystemPrompt())
-        return PayingCaller(spec, self.client, budget=budget)
+        return PayingCaller(spec, self.client, budget=budget, store=self.store)
 
     def __exit__(self, *exc_info: object) -> None:
         if self.client is not None:

@@ -97,10 +97,13 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
             self._validate_schema(dataset.schema)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        from smart_spark.spark.answers import checked_store
+
         catalogue = self.validate()
         self.check_compatible(dataset)
+        answers_path, _ = checked_store(self.getAnswersPath(), dataset.sparkSession)
         spec = self.applySpec(catalogue, self.state.plan_json, profiled=self.state.profiled,
-                              row_budget=self._row_budget())
+                              row_budget=self._row_budget(), answers_path=answers_path)
         keyed = sampling.with_keys(dataset, self.getTextCol(), self.getIdCol())
         apply_udf = F.pandas_udf(_make_apply(_ship(dataset.sparkSession, spec), self.getBatchSize()),
                                  RESULT_DDL).asNondeterministic()

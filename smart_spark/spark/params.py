@@ -574,7 +574,8 @@ class SmartParams(Params):
             "maxTokens": self.getMaxTokens(),
         }
 
-    def applySpec(self, catalogue: ModelCatalogue, plan_json: str, profiled=None, row_budget=None):
+    def applySpec(self, catalogue: ModelCatalogue, plan_json: str, profiled=None, row_budget=None,
+                  answers_path: str | None = None):
         """The executors' :class:`~smart_spark.spark.apply.ApplySpec` for these params."""
         from smart_spark.spark.apply import ApplySpec
 
@@ -582,5 +583,5 @@ class SmartParams(Params):
             plan_json=plan_json, catalogue_yaml=catalogue_yaml(catalogue), labels=tuple(self.getLabels()),
             prompt_template=self.getPromptTemplate(), profiled=profiled or {}, system_prompt=self.getSystemPrompt(),
             max_tokens=self.getMaxTokens(), timeout=self.getTimeout(), max_retries=self.getMaxRetries(),
-            concurrency=self.getConcurrency(), row_budget=row_budget,
+            concurrency=self.getConcurrency(), row_budget=row_budget, answers_path=answers_path,
         )

@@ -96,6 +96,8 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
     metric("n_profiled", profile.n_profiled)
     metric("sample_size", run.pool_size)
     metric("profiling_spend_usd", profile.spent)
+    metric("fit_paid_usd", getattr(run, "fit_paid", None))
+    metric("fit_reused_answers", getattr(run, "fit_reused", None))
     metric("profiling_seconds", run.profiling_seconds)
     metric("expected_apply_cost_usd", plan.expected_cost)
     metric("expected_cost_usd", run.expected_cost)
@@ -160,7 +162,6 @@ def log_summary(run: Any, summary: dict[str, Any]) -> None:
     metric("realised_savings_x", summary.get("savings"))
     metric("realised_paid_rows", summary.get("paid_rows"))
     metric("realised_reused_rows", summary.get("reused_rows"))
-    metric("fit_paid_usd", summary.get("fit_paid"))
     for model, rows in summary["by_model"].items():
         name = model if model is not None else "none"
         metric(metric_key("realised_rows", name), rows)

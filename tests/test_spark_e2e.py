@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+
+import pandas as pd
 
 import pytest
 from pyspark.sql import functions as F
@@ -11,6 +14,11 @@ from conftest import FAKE_KEY, FAKE_KEY_ENV, SIM_LABELS, simulated_backend, simu
 from smart_checks import models_called, prompts_of, realised_agreement, server_spend
 from smart_spark import SmartLLMClassifier
 from smart_spark.errors import ConfigurationError
+
+
+def row_key(row_id, text) -> str:
+    """The operator's row key with idCol: the id and the text's SHA-256."""
+    return f"{row_id}|{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def classifier(catalogue, **kw):
@@ -42,7 +50,8 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
     assert plan is not None and profile.n_profiled > 0
     assert run.fit_paid == pytest.approx(profile.spent) and spend > 0
     # profiled rows were paid by the fit: reused here, at cost 0
-    profiled = out["id"].astype(str).isin({str(k) for k in run.profiled_keys})
+    keys = [row_key(i, t) for i, t in zip(out["id"], out["text"])]
+    profiled = pd.Series([k in run.profiled_keys for k in keys], index=out.index)
     assert not out.loc[profiled, "prediction_paid"].any() and (out.loc[profiled, "prediction_cost"] == 0).all()
     assert out.loc[~profiled, "prediction_paid"].all()
 
@@ -52,12 +61,12 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
     profiled_ids = {str(k) for k in run.profiled_keys}
     assert len(profiled_ids) == profile.n_profiled
     names = sim_catalogue.names
-    for row_id, model, prompt in zip(out["id"], out["prediction_model"], prompts):
+    for key, model, prompt in zip(keys, out["prediction_model"], prompts):
         called = models_called(sim_server, names, prompt)
-        if str(row_id) in profiled_ids:
+        if key in profiled_ids:
             assert model == "gpt-4" and "gpt-4" in called
         else:
-            assert called == [model] and model in plan.fractions and model == plan.route(str(row_id))
+            assert called == [model] and model in plan.fractions and model == plan.route(key)
     assert counters["gpt-4"]["requests"] == int((out["prediction_model"] == "gpt-4").sum())
 
     # the realised agreement meets the target
@@ -152,7 +161,7 @@ def test_failures_escalate_and_nothing_is_lost(spark):
     faults = FaultConfig(rate_500=0.3)
     with StandInServer(simulated_backend(), faults=faults, seed=3) as server:
         catalogue = simulated_catalogue(server.base_url)
-        clf = classifier(catalogue, idCol="id", maxRetries=0, accuracyTarget=0.8, seed=5)
+        clf = classifier(catalogue, idCol="id", maxRetries=0, accuracyTarget=0.8, seed=5, maxErrorRate=1.0)
         out = text_frame(spark, 300, prefix="faulty").transform(clf).toPandas()
         plan = clf.lastPlan
         assert len(out) == 300 and out["id"].is_unique
@@ -165,10 +174,11 @@ def test_failures_escalate_and_nothing_is_lost(spark):
         prompts = prompts_of(out["text"], clf.getPromptTemplate(), SIM_LABELS)
         consumed = {str(k) for k in clf.lastRun.consumed_keys}
         assert len(consumed) > len(clf.lastRun.profiled_keys)  # some reference calls failed while profiling
-        for row_id, prompt in zip(out["id"], prompts):
-            if str(row_id) in consumed:
+        for row_id, text, prompt in zip(out["id"], out["text"], prompts):
+            key = row_key(row_id, text)
+            if key in consumed:
                 continue
-            first = plan.route(str(row_id))
+            first = plan.route(key)
             allowed = {first, *plan.escalation(first)}
             assert set(models_called(server, catalogue.names, prompt)) <= allowed
         # no (model, prompt) was ever paid twice

@@ -44,6 +44,8 @@ logger = logging.getLogger("smart_spark")
 EMPTY_TEXT = "empty text"
 NO_LABEL = "answer matches no label"
 SPEND_CAP = "spend cap reached"
+OVERSIZE = "prompt longer than maxPromptChars"
+ALL_FAILED = "all models failed"
 
 #: Output struct of the apply UDF (DDL).
 RESULT_DDL = "prediction string, model string, cost double, error string, paid boolean"
@@ -67,6 +69,21 @@ class ApplySpec:
     row_budget: float | None = None
     #: The answer store's directory (None: no store, e.g. unit tests).
     answers_path: str | None = None
+    #: Share of a task's rows allowed to end without an answer (1.0: never fail).
+    max_error_rate: float = 1.0
+    max_prompt_chars: int | None = None
+    oversize_policy: str = "truncate"
+
+    def prompt(self, text: str) -> str | None:
+        """The row's prompt; None when it is oversized and the policy is not "truncate"."""
+        prompt = render_prompt(self.prompt_template, text, self.labels)
+        limit = self.max_prompt_chars
+        if limit is None or len(prompt) <= limit:
+            return prompt
+        if self.oversize_policy != "truncate":
+            return None
+        room = max(0, limit - (len(prompt) - len(text)))
+        return render_prompt(self.prompt_template, text[:room], self.labels)
 
     def client_key(self) -> str:
         blob = json.dumps([self.catalogue_yaml, list(self.labels), self.system_prompt, self.max_tokens,
@@ -229,6 +246,18 @@ def _triage(spec, plan, keys, texts, outcomes):
         if is_blank(text):
             outcomes[i].error = EMPTY_TEXT
             continue
+        if spec.prompt(text) is None:
+            if spec.oversize_policy == "fail":
+                from smart_spark.errors import ConfigurationError
+
+                raise ConfigurationError(
+                    f"a row's prompt has {len(render_prompt(spec.prompt_template, text, spec.labels))} characters, "
+                    f"more than maxPromptChars={spec.max_prompt_chars} (oversizePolicy='fail')")
+            outcomes[i].error = f"{OVERSIZE} ({spec.max_prompt_chars}); not called"
+            continue
+        if keys[i] is None:  # Spark found the text blank (Unicode whitespace)
+            outcomes[i].error = EMPTY_TEXT
+            continue
         key = str(keys[i])
         hit = spec.profiled.get(key)
         if hit is not None and hit.error is None:
@@ -265,8 +294,7 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
         if not groups:
             return
         started = time.monotonic()
-        answers = caller.ask({m: [render_prompt(spec.prompt_template, texts[i], spec.labels) for i in g]
-                              for m, g in groups.items()})
+        answers = caller.ask({m: [spec.prompt(texts[i]) for i in g] for m, g in groups.items()})
         logger.info("SMART apply: %d rows via %s in %.2fs", sum(map(len, groups.values())),
                     ", ".join(f"{m}={len(g)}" for m, g in sorted(groups.items())), time.monotonic() - started)
         todo = []
@@ -282,7 +310,47 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
                     todo.append(i)
                 else:
                     outcomes[i].model = outcomes[i].prediction = None
-                    outcomes[i].error = "all models failed: " + "; ".join(failures[i])
+                    outcomes[i].error = f"{ALL_FAILED}: " + "; ".join(failures[i])
+
+
+class ErrorRateGuard:
+    """Fails the task when too many of its rows end without an answer (``maxErrorRate``).
+
+    Counts rows with text whose every model failed (rows stopped by the spend
+    cap, oversized rows and answers that match no label are not failures). Fails
+    early once 10 rows failed above the rate, and at the end of the task on
+    the exact share. Answers paid before the failure are in the answer store.
+    """
+
+    EARLY = 10
+
+    def __init__(self, spec: ApplySpec) -> None:
+        self.spec = spec
+        self.rows = 0
+        self.failed = 0
+        self.first: str | None = None
+
+    def add(self, frame) -> None:
+        for error in frame["error"]:
+            if error is not None and (error == EMPTY_TEXT or error.startswith(OVERSIZE)):
+                continue
+            self.rows += 1
+            if error is not None and error.startswith(ALL_FAILED) and SPEND_CAP not in error:
+                self.failed += 1
+                self.first = self.first or error
+        if self.failed >= self.EARLY:
+            self.check()
+
+    def check(self) -> None:
+        if self.failed and self.failed > self.spec.max_error_rate * self.rows:
+            from smart_spark.errors import ErrorRateExceeded
+
+            detail = (self.first or "")[len(ALL_FAILED) + 2:]
+            model = detail.split(":", 1)[0]
+            raise ErrorRateExceeded(
+                f"model {model}: {self.failed} of {self.rows} rows of this task ended without an answer "
+                f"({self.failed / self.rows:.1%} > maxErrorRate {self.spec.max_error_rate:g}); first error: "
+                f"{detail[:500]}; the answers already paid are in the answer store, a rerun pays only for the rest")
 
 
 def _frame(outcomes: Sequence[Outcome]):

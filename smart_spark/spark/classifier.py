@@ -83,6 +83,10 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
         mlflowTrackingUri: str | None = None,
         mlflowRunName: str | None = None,
         answersPath: str | None = None,
+        maxErrorRate: float = 0.05,
+        maxPromptChars: int | None = None,
+        oversizePolicy: str = "truncate",
+        onDrift: str = "refit",
     ) -> None:
         super().__init__()
         self._last_model: SmartLLMClassifierModel | None = None
@@ -119,6 +123,10 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
         mlflowTrackingUri: str | None = None,
         mlflowRunName: str | None = None,
         answersPath: str | None = None,
+        maxErrorRate: float = 0.05,
+        maxPromptChars: int | None = None,
+        oversizePolicy: str = "truncate",
+        onDrift: str = "refit",
     ) -> "SmartLLMClassifier":
         """Set several params at once (keyword arguments only; None leaves a param as it is)."""
         kwargs = self._input_kwargs
@@ -172,7 +180,9 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
         from smart_spark.spark.answers import checked_store
 
         catalogue = self.validate(dataset.schema)
+        tracking_uri = self._checked_tracking_uri()
         _, store = checked_store(self.getAnswersPath(), dataset.sparkSession)
+        _preflight(catalogue)
         with _ProfilingCaller(self, catalogue, store) as factory:
             fit = fit_state(self, dataset, caller_factory=factory, catalogue=catalogue)
         model = SmartLLMClassifierModel(fit.state, fit.run)
@@ -182,7 +192,7 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
             model._fitted_plan_hash = dataset.semanticHash()
         self._last_model = model
         logger.info("%s", fit.run.summary())
-        self._log_mlflow(model, catalogue)
+        self._log_mlflow(model, catalogue, tracking_uri)
         return model
 
     # -------------------------------------------------------------- MLflow
@@ -203,7 +213,18 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
         except Exception:
             return False
 
-    def _log_mlflow(self, model: SmartLLMClassifierModel, catalogue: ModelCatalogue) -> None:
+    def _checked_tracking_uri(self) -> str | None:
+        """The MLflow tracking URI, resolved and checked before anything is paid (a plain path -> SQLite)."""
+        if not self._mlflow_enabled():
+            return None
+        try:
+            from smart_spark.tracking.uri import resolve_tracking_uri
+        except ImportError:  # the front door's resolver not merged yet: MLflow's own handling
+            return self.getMlflowTrackingUri()
+        return resolve_tracking_uri(self.getMlflowTrackingUri())
+
+    def _log_mlflow(self, model: SmartLLMClassifierModel, catalogue: ModelCatalogue,
+                    tracking_uri: str | None) -> None:
         if not self._mlflow_enabled():
             return
         from smart_spark.tracking import log_fitted_model, log_transform
@@ -211,7 +232,7 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
         run = model.run
         run_id, uri = log_transform(
             run, catalogue=catalogue, params=self._loggable_params(), experiment=self.getMlflowExperiment(),
-            tracking_uri=self.getMlflowTrackingUri(), run_name=self.getMlflowRunName(),
+            tracking_uri=tracking_uri, run_name=self.getMlflowRunName(),
         )
         run.mlflow_run_id, run.mlflow_tracking_uri = run_id, uri
         log_fitted_model(model, run_id, uri)
@@ -233,6 +254,16 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
 
     def __repr__(self) -> str:
         return f"SmartLLMClassifier(uid={self.uid})"
+
+
+def _preflight(catalogue: ModelCatalogue) -> None:
+    """Every model reachable, known and keyed before the first paid call (PreflightError otherwise)."""
+    try:
+        from smart_spark.llm.preflight import check_models
+    except ImportError:  # the front door's preflight not merged yet
+        logger.debug("smart_spark.llm.preflight not available; skipping the model preflight")
+        return
+    check_models(catalogue, catalogue.names)
 
 
 class _ProfilingCaller:

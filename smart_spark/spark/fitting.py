@@ -16,8 +16,9 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
+from smart_spark.errors import ConfigurationError, ProfilingError
 from smart_spark.spark import sampling
-from smart_spark.spark.apply import ApplySpec, render_prompt
+from smart_spark.spark.apply import SPEND_CAP, ApplySpec
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description
 from smart_spark.spark.state import DataFingerprint, FittedState, ProfiledAnswer, profile_to_dict
@@ -31,23 +32,76 @@ class Fit:
     run: SmartRun
 
 
-def data_fingerprint(keyed: DataFrame) -> DataFingerprint:
-    row = keyed.agg(*sampling.fingerprint_columns()).first()
-    return DataFingerprint(int(row["n"]), int(row["valid"]), int(row["hash"]))
+def data_fingerprint(keyed: DataFrame, oversize) -> tuple[DataFingerprint, int]:
+    """The rows' fingerprint and how many rows have an oversized prompt (one Spark job)."""
+    row = keyed.agg(*sampling.fingerprint_columns(oversize)).first()
+    return DataFingerprint(int(row["n"]), int(row["valid"]), int(row["hash"])), int(row["oversize"] or 0)
+
+
+def check_oversize(params: Any, oversize: int, n_rows: int) -> None:
+    """Warn with counts; with ``oversizePolicy="fail"`` raise before anything is paid."""
+    if not oversize:
+        return
+    policy, limit = params.getOversizePolicy(), params.getMaxPromptChars()
+    if policy == "fail":
+        raise ConfigurationError(
+            f"{oversize} of {n_rows} rows have a prompt longer than maxPromptChars={limit} "
+            f"(oversizePolicy='fail'); nothing was paid")
+    action = "their text is truncated to fit" if policy == "truncate" else "they get an error and no call"
+    logger.warning("SMART: %d of %d rows have a prompt longer than maxPromptChars=%d; %s (oversizePolicy=%r)",
+                   oversize, n_rows, limit, action, policy)
+
+
+class ReferenceWatch:
+    """Raises ProfilingError as soon as profiling shows the reference cannot answer.
+
+    Fails fast when the reference's first 10 calls all failed, and after
+    profiling when its failure share exceeds ``maxErrorRate`` (the apply phase
+    would exceed it too). Answers paid so far stay in the answer store.
+    """
+
+    EARLY = 10
+
+    def __init__(self, reference: str, max_error_rate: float) -> None:
+        self.reference, self.max_error_rate = reference, max_error_rate
+        self.ok = self.failed = 0
+        self.first: str | None = None
+
+    def add(self, results) -> None:
+        for r in results:
+            if r.error is None:
+                self.ok += 1
+            elif SPEND_CAP in r.error:  # the user's cap, not the reference's failure
+                continue
+            else:
+                self.failed += 1
+                self.first = self.first or r.error
+        if self.ok == 0 and self.failed >= self.EARLY:
+            self.fail()
+
+    def check(self) -> None:
+        asked = self.ok + self.failed
+        if asked and (self.ok == 0 or self.failed > self.max_error_rate * asked):
+            self.fail()
+
+    def fail(self) -> None:
+        raise ProfilingError(
+            f"reference model {self.reference}: {self.failed} of {self.ok + self.failed} profiling calls failed "
+            f"(maxErrorRate {self.max_error_rate:g}); first error: {self.first}; nothing was applied")
 
 
 def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> Fit:
     """Profile ``dataset`` and plan; ``caller_factory(spec)`` returns the PayingCaller to use."""
     config = params.engineConfig()
-    labels = list(params.getLabels())
     reference = params.getReferenceModel()
-    text_col, id_col = params.getTextCol(), params.getIdCol()
+    text_col = params.getTextCol()
     spark = dataset.sparkSession
     started = time.monotonic()
 
-    keyed = sampling.with_keys(dataset, text_col, id_col)
+    keyed = params.keyed(dataset)
     with job_description(spark, "SMART profiling: count rows"):
-        data = data_fingerprint(keyed)
+        data, oversize = data_fingerprint(keyed, params.oversizeColumn())
+    check_oversize(params, oversize, data.n_rows)
     wanted = min(data.n_valid, params.getMaxProfile())
     if config.method == "reference" or len(catalogue) == 1:
         wanted = 0  # nothing to learn: the reference answers every row in the apply phase
@@ -56,9 +110,10 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
     logger.info("SMART profiling: %d rows (%d with text), random sample of %d drawn",
                 data.n_rows, data.n_valid, len(pool))
 
-    caller = caller_factory(params.applySpec(catalogue, plan_json="{}"))
-    result, history, answers = _profile_and_plan(caller, config, catalogue.names, labels, reference,
-                                                 params.getPromptTemplate(), data.n_valid, pool)
+    spec = params.applySpec(catalogue, plan_json="{}")
+    caller = caller_factory(spec)
+    watch = ReferenceWatch(reference, params.getMaxErrorRate())
+    result, history, answers = _profile_and_plan(caller, config, catalogue.names, spec, watch, data.n_valid, pool)
     plan, profile = result.plan, result.profile
     profiled = _profiled_answers(profile, pool, answers, reference)
     state = FittedState(
@@ -77,7 +132,7 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
         profiling_seconds=state.profiling_seconds, progress=history, output_col=params.getOutputCol(),
         reference=reference, fit_paid=caller.spent, fit_reused=caller.reused,
         profiled_keys=frozenset(k for k, a in profiled.items() if a.error is None),
-        consumed_keys=frozenset(profiled),
+        consumed_keys=frozenset(profiled), oversize_rows=oversize,
     )
     return Fit(state, run)
 
@@ -93,7 +148,7 @@ def _profiled_answers(profile, pool, answers, reference) -> dict[str, ProfiledAn
     return profiled
 
 
-def _profile_and_plan(caller, config, models, labels, reference, template, n_valid, pool):
+def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool):
     from smart_spark.engine import SmartEngine
 
     history: list[dict] = []
@@ -114,14 +169,17 @@ def _profile_and_plan(caller, config, models, labels, reference, template, n_val
         )
 
     def answer_source(model: str, positions):
-        prompts = [render_prompt(template, pool[p].text, labels) for p in positions]
+        prompts = [spec.prompt(pool[p].text) for p in positions]
         results = caller.ask({model: prompts})[model]
         for position, r in zip(positions, results):
             answers[(model, position)] = r
+        if model == watch.reference:
+            watch.add(results)
         return results
 
-    engine = SmartEngine(config, models, reference)
+    engine = SmartEngine(config, models, watch.reference)
     result = engine.run(n_valid, len(pool), answer_source, progress=progress)
+    watch.check()
     return result, history, answers
 
 

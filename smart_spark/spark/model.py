@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from smart_spark.errors import ConfigurationError
 from smart_spark.spark import sampling
-from smart_spark.spark.apply import RESULT_DDL
+from smart_spark.spark.apply import EMPTY_TEXT, OVERSIZE, RESULT_DDL
 from smart_spark.spark.params import SmartParams
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import is_connect, job_description
@@ -104,7 +104,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         answers_path, _ = checked_store(self.getAnswersPath(), dataset.sparkSession)
         spec = self.applySpec(catalogue, self.state.plan_json, profiled=self.state.profiled,
                               row_budget=self._row_budget(), answers_path=answers_path)
-        keyed = sampling.with_keys(dataset, self.getTextCol(), self.getIdCol())
+        keyed = self.keyed(dataset)
         apply_udf = F.pandas_udf(_make_apply(_ship(dataset.sparkSession, spec), self.getBatchSize()),
                                  RESULT_DDL).asNondeterministic()
         result = F.col(sampling.RESULT_COL)
@@ -141,6 +141,8 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         output = self.getOutputCol()
         model_col, cost_col = F.col(sampling.quote(output + "_model")), F.col(sampling.quote(output + "_cost"))
         paid_col = F.col(sampling.quote(output + "_paid"))
+        error = F.col(sampling.quote(output + "_error"))
+        not_classified = error.isNotNull() & ((error == F.lit(EMPTY_TEXT)) | error.startswith(OVERSIZE))
         with job_description(output_df.sparkSession, "SMART apply + summarize"):
             rows = (
                 output_df.groupBy(model_col.alias("model"))
@@ -148,6 +150,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
                     F.count(F.lit(1)).alias("rows"),
                     F.sum(cost_col).alias("spend"),
                     F.sum(F.col(sampling.quote(output)).isNull().cast("long")).alias("nulls"),
+                    F.sum((F.col(sampling.quote(output)).isNull() & ~not_classified).cast("long")).alias("failed"),
                     F.sum(paid_col.cast("long")).alias("paid"),
                 )
                 .collect()
@@ -166,10 +169,18 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
             "by_model": by_model,
             "spend_by_model": spend_by_model,
             "null_predictions": sum(int(r["nulls"] or 0) for r in rows),
+            "null_rows_with_text": sum(int(r["failed"] or 0) for r in rows),
+            "failure_slack_rows": failure_slack_rows(run.plan),
             "fit_paid": run.fit_paid,
             "reference_only_cost": run.reference_only_cost,
             "expected_cost": run.expected_cost,
         }
+        # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.
+        summary["promise_kept"] = summary["null_rows_with_text"] <= summary["failure_slack_rows"]
+        if not summary["promise_kept"]:
+            logger.warning("SMART: %d rows with text have no prediction, more than the plan's slack of %d rows: "
+                           "the accuracy promise is not kept for this output", summary["null_rows_with_text"],
+                           summary["failure_slack_rows"])
         total = spend + run.fit_paid
         summary["savings"] = run.reference_only_cost / total if total > 0 else float("inf")
         if log and run.mlflow_run_id:
@@ -229,6 +240,17 @@ class SmartModelReader(MLReader):
         return model
 
 
+def failure_slack_rows(plan) -> int:
+    """Rows that may end without a prediction while the plan's agreement bound still meets the target.
+
+    Each such row is counted as a disagreement: (bound - target) * N rows, rounded down.
+    """
+    engine_value = getattr(plan, "failure_slack_rows", None)
+    if engine_value is not None:
+        return int(engine_value() if callable(engine_value) else engine_value)
+    return max(0, int((plan.agreement_bound - plan.accuracy_target) * plan.n_total + 1e-9))
+
+
 def _ship(spark, spec):
     """The spec by broadcast on classic Spark (small task closures); in the closure on Spark Connect."""
     if is_connect(spark):
@@ -237,20 +259,24 @@ def _ship(spark, spec):
 
 
 def _make_apply(shipped, batch_size: int):
-    """The pandas UDF body; ``shipped`` is the ApplySpec or a Broadcast of it."""
+    """The pandas UDF body (one call per task); ``shipped`` is the ApplySpec or a Broadcast of it."""
 
-    def SMART_apply(keys, texts):  # noqa: N802 - the name shows in Spark plans
-        import pandas as pd
-
-        from smart_spark.spark.apply import process_batch
+    def SMART_apply(batches):  # noqa: N802 - the name shows in Spark plans
+        from smart_spark.spark.apply import ErrorRateGuard, process_batch
 
         spec = shipped.value if hasattr(shipped, "value") else shipped
-        keys, texts = keys.tolist(), texts.tolist()
-        parts = [process_batch(spec, keys[k : k + batch_size], texts[k : k + batch_size])
-                 for k in range(0, len(keys), batch_size)]
-        return pd.concat(parts, ignore_index=True) if parts else process_batch(spec, [], [])
+        guard = ErrorRateGuard(spec)
+        for keys, texts in batches:
+            keys, texts = keys.tolist(), texts.tolist()
+            for k in range(0, len(keys), batch_size):
+                frame = process_batch(spec, keys[k : k + batch_size], texts[k : k + batch_size])
+                guard.add(frame)
+                yield frame
+        guard.check()
+
+    from typing import Iterator, Tuple
 
     import pandas as pd
 
-    SMART_apply.__annotations__ = {"keys": pd.Series, "texts": pd.Series, "return": pd.DataFrame}
+    SMART_apply.__annotations__ = {"batches": Iterator[Tuple[pd.Series, pd.Series]], "return": Iterator[pd.DataFrame]}
     return SMART_apply

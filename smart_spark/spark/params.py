@@ -19,6 +19,8 @@ from smart_spark.errors import ConfigurationError
 
 METHODS = ("reference", "single", "single-early-stop", "mix")
 MLFLOW_MODES = ("auto", "always", "never")
+OVERSIZE_POLICIES = ("truncate", "error", "fail")
+DRIFT_POLICIES = ("refit", "fail")
 #: Columns added next to ``outputCol``.
 OUTPUT_SUFFIXES = ("_model", "_cost", "_error", "_paid")
 
@@ -265,6 +267,24 @@ class SmartParams(Params):
                         "store under the local temp dir)",
                         typeConverter=_optional(_string("answersPath")))
 
+    maxErrorRate = Param(Params._dummy(), "maxErrorRate",
+                         "share of a task's rows with text allowed to end in the error column (calls that "
+                         "failed after retries and escalation); above it the action fails with "
+                         "ErrorRateExceeded, and the answers already paid stay in the answer store",
+                         typeConverter=_in_interval("maxErrorRate", 0.0, 1.0, low_open=False, high_open=False))
+    maxPromptChars = Param(Params._dummy(), "maxPromptChars",
+                           "longest prompt accepted, in characters (None: no limit); see oversizePolicy",
+                           typeConverter=_optional(_positive_int("maxPromptChars")))
+    oversizePolicy = Param(Params._dummy(), "oversizePolicy",
+                           "what a row whose prompt exceeds maxPromptChars gets: 'truncate' (its text is cut "
+                           "to fit), 'error' (no call; null prediction and an error, and it is not counted in N) "
+                           "or 'fail' (the fit or action fails)",
+                           typeConverter=_choice("oversizePolicy", OVERSIZE_POLICIES))
+    onDrift = Param(Params._dummy(), "onDrift",
+                    "a fitted model applied to new data confirms its plan on a sample first; when the "
+                    "confirmation fails: 'refit' (profile the new data and plan again) or 'fail' (DriftError)",
+                    typeConverter=_choice("onDrift", DRIFT_POLICIES))
+
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
@@ -291,6 +311,10 @@ class SmartParams(Params):
             mlflowTrackingUri=None,
             mlflowRunName=None,
             answersPath=None,
+            maxErrorRate=0.05,
+            maxPromptChars=None,
+            oversizePolicy="truncate",
+            onDrift="refit",
         )
 
 
@@ -504,6 +528,38 @@ class SmartParams(Params):
         return self._set(answersPath=value)
 
 
+    def getMaxErrorRate(self) -> float:
+        """Gets the value of maxErrorRate or its default."""
+        return self.getOrDefault(self.maxErrorRate)
+
+    def setMaxErrorRate(self, value: float) -> "SmartParams":
+        """Sets the value of :py:attr:`maxErrorRate`."""
+        return self._set(maxErrorRate=value)
+
+    def getMaxPromptChars(self) -> int | None:
+        """Gets the value of maxPromptChars or its default."""
+        return self.getOrDefault(self.maxPromptChars)
+
+    def setMaxPromptChars(self, value: int | None) -> "SmartParams":
+        """Sets the value of :py:attr:`maxPromptChars`."""
+        return self._set(maxPromptChars=value)
+
+    def getOversizePolicy(self) -> str:
+        """Gets the value of oversizePolicy or its default."""
+        return self.getOrDefault(self.oversizePolicy)
+
+    def setOversizePolicy(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`oversizePolicy`."""
+        return self._set(oversizePolicy=value)
+
+    def getOnDrift(self) -> str:
+        """Gets the value of onDrift or its default."""
+        return self.getOrDefault(self.onDrift)
+
+    def setOnDrift(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`onDrift`."""
+        return self._set(onDrift=value)
+
     # ------------------------------------------------------ derived views
     def catalogue(self) -> ModelCatalogue:
         import yaml
@@ -553,6 +609,21 @@ class SmartParams(Params):
             if internal in names:
                 raise ConfigurationError(f"the input must not have a column named {internal!r} (used internally)")
 
+    def oversizeColumn(self):
+        """A Spark column: True where the row's prompt exceeds ``maxPromptChars``."""
+        from smart_spark.spark.apply import render_prompt
+        from smart_spark.spark.sampling import oversized
+
+        overhead = len(render_prompt(self.getPromptTemplate(), "", self.getLabels()))
+        return oversized(self.getTextCol(), self.getMaxPromptChars(), overhead)
+
+    def keyed(self, dataset: Any):
+        """``dataset`` with the row key column (null for rows that are not classified)."""
+        from smart_spark.spark.sampling import with_keys
+
+        excluded = self.oversizeColumn() if self.getOversizePolicy() == "error" else None
+        return with_keys(dataset, self.getTextCol(), self.getIdCol(), excluded)
+
     def engineConfig(self):
         """The engine's :class:`~smart_spark.engine.SmartConfig` from these params."""
         from smart_spark.engine import SmartConfig
@@ -572,6 +643,8 @@ class SmartParams(Params):
             "systemPrompt": self.getSystemPrompt(),
             "referenceModel": self.getReferenceModel(),
             "maxTokens": self.getMaxTokens(),
+            "maxPromptChars": self.getMaxPromptChars(),
+            "oversizePolicy": self.getOversizePolicy(),
         }
 
     def applySpec(self, catalogue: ModelCatalogue, plan_json: str, profiled=None, row_budget=None,
@@ -584,4 +657,6 @@ class SmartParams(Params):
             prompt_template=self.getPromptTemplate(), profiled=profiled or {}, system_prompt=self.getSystemPrompt(),
             max_tokens=self.getMaxTokens(), timeout=self.getTimeout(), max_retries=self.getMaxRetries(),
             concurrency=self.getConcurrency(), row_budget=row_budget, answers_path=answers_path,
+            max_error_rate=self.getMaxErrorRate(), max_prompt_chars=self.getMaxPromptChars(),
+            oversize_policy=self.getOversizePolicy(),
         )

@@ -27,6 +27,8 @@ class SmartRun:
     fit_reused: int = 0
     profiled_keys: frozenset = frozenset()
     consumed_keys: frozenset = frozenset()
+    #: Rows whose prompt exceeds maxPromptChars (truncated, errored or failing per oversizePolicy).
+    oversize_rows: int = 0
 
     @property
     def reference_unit_cost(self) -> float:

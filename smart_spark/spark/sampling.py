@@ -1,10 +1,10 @@
 """Row keys and the seeded uniform sample that profiling draws from.
 
-Row key: the ``idCol`` value as a string when given and not null, else the
-SHA-256 (hex) of the text, computed by Spark (the same in every process). Rows
-with null or blank text get a null key: they are never sampled nor called.
-Duplicate texts (without ``idCol``) share a key: a profiled text's reference
-answer is reused for its duplicates, and they all route to the same model.
+Row key: the SHA-256 (hex) of the text, prefixed with the ``idCol`` value when
+given, computed by Spark (the same in every process). Rows with null or blank
+text get a null key: they are never sampled nor called. Duplicate texts
+(without ``idCol``) share a key: a profiled text's reference answer is reused
+for its duplicates, and they all route to the same model.
 
 The sample is ordered by key before the seeded shuffle, so the same data and
 seed give the same sample however the input is partitioned (a rerun after a
@@ -37,22 +37,39 @@ def valid_text(text_col: str) -> Column:
     return text.isNotNull() & ~text.rlike(r"(?U)^\s*$")
 
 
-def key_column(text_col: str, id_col: str | None) -> Column:
+def oversized(text_col: str, max_prompt_chars: int | None, prompt_overhead: int) -> Column:
+    """True when the row's prompt (``prompt_overhead`` characters plus the text) exceeds ``max_prompt_chars``."""
+    if max_prompt_chars is None:
+        return F.lit(False)
+    too_long = F.length(F.col(quote(text_col))) > F.lit(max_prompt_chars - prompt_overhead)
+    return F.coalesce(too_long, F.lit(False))
+
+
+def key_column(text_col: str, id_col: str | None, excluded: Column | None = None) -> Column:
+    """The row key: the SHA-256 of the text, prefixed by the ``idCol`` value when there is one.
+
+    With ``idCol`` the key still includes the text's hash, so rows that share an
+    id but differ in text never share an answer. Rows matching ``excluded``
+    (e.g. oversized under ``oversizePolicy="error"``) get a null key like blank ones.
+    """
     text = F.col(quote(text_col))
     key = F.sha2(text, 256)
     if id_col:
-        key = F.coalesce(F.col(quote(id_col)).cast("string"), key)
-    return F.when(valid_text(text_col), key)
+        key = F.coalesce(F.concat_ws("|", F.col(quote(id_col)).cast("string"), key), key)
+    usable = valid_text(text_col) if excluded is None else valid_text(text_col) & ~excluded
+    return F.when(usable, key)
 
 
-def with_keys(df: DataFrame, text_col: str, id_col: str | None) -> DataFrame:
-    return df.withColumn(KEY_COL, key_column(text_col, id_col))
+def with_keys(df: DataFrame, text_col: str, id_col: str | None, excluded: Column | None = None) -> DataFrame:
+    return df.withColumn(KEY_COL, key_column(text_col, id_col, excluded))
 
 
-def fingerprint_columns() -> list[Column]:
-    """Aggregates that identify a keyed DataFrame's rows: count, rows with text, a hash of the keys."""
+def fingerprint_columns(oversize: Column) -> list[Column]:
+    """Aggregates that identify a keyed DataFrame's rows: count, rows with text, a hash of the keys;
+    plus the number of ``oversize`` rows."""
     key = F.col(KEY_COL)
     return [
+        F.sum(oversize.cast("long")).alias("oversize"),
         F.count(F.lit(1)).alias("n"),
         F.count(key).alias("valid"),
         F.coalesce(F.sum(F.when(key.isNotNull(), F.pmod(F.xxhash64(key), F.lit(2**31 - 1)))), F.lit(0)).alias("hash"),

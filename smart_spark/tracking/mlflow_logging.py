@@ -98,6 +98,7 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
     metric("profiling_spend_usd", profile.spent)
     metric("fit_paid_usd", getattr(run, "fit_paid", None))
     metric("fit_reused_answers", getattr(run, "fit_reused", None))
+    metric("oversize_rows", getattr(run, "oversize_rows", None))
     metric("profiling_seconds", run.profiling_seconds)
     metric("expected_apply_cost_usd", plan.expected_cost)
     metric("expected_cost_usd", run.expected_cost)
@@ -162,6 +163,10 @@ def log_summary(run: Any, summary: dict[str, Any]) -> None:
     metric("realised_savings_x", summary.get("savings"))
     metric("realised_paid_rows", summary.get("paid_rows"))
     metric("realised_reused_rows", summary.get("reused_rows"))
+    metric("realised_null_rows_with_text", summary.get("null_rows_with_text"))
+    metric("failure_slack_rows", summary.get("failure_slack_rows"))
+    if "promise_kept" in summary:
+        metric("promise_kept", float(summary["promise_kept"]))
     for model, rows in summary["by_model"].items():
         name = model if model is not None else "none"
         metric(metric_key("realised_rows", name), rows)

@@ -117,3 +117,13 @@ def check_kill_and_rerun(result: dict) -> None:
 @pytest.mark.slow
 def test_killed_job_rerun_pays_only_for_the_rest(tmp_path):
     check_kill_and_rerun(kill_and_rerun(tmp_path, "local[2]", rows=600, timeout=240))
+
+
+@pytest.mark.slow
+def test_killed_job_rerun_on_a_standalone_cluster(tmp_path, monkeypatch):
+    """Master + 2 workers from pyspark's scripts: tasks on two executors share the store across the kill."""
+    from remote_e2e import standalone_cluster
+
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    with standalone_cluster(tmp_path) as master:
+        check_kill_and_rerun(kill_and_rerun(tmp_path, master, rows=600, timeout=300))

@@ -175,15 +175,15 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
 
     # ---------------------------------------------------------------- fit
     def _fit(self, dataset: DataFrame) -> SmartLLMClassifierModel:
-        from smart_spark.spark.fitting import fit_state
+        from smart_spark.spark.fitting import ProfilingCalls, fit_state, preflight
 
         from smart_spark.spark.answers import checked_store
 
         catalogue = self.validate(dataset.schema)
         tracking_uri = self._checked_tracking_uri()
         _, store = checked_store(self.getAnswersPath(), dataset.sparkSession)
-        _preflight(catalogue)
-        with _ProfilingCaller(self, catalogue, store) as factory:
+        preflight(catalogue)
+        with ProfilingCalls(self, catalogue, store) as factory:
             fit = fit_state(self, dataset, caller_factory=factory, catalogue=catalogue)
         model = SmartLLMClassifierModel(fit.state, fit.run)
         self._copyValues(model)
@@ -254,49 +254,6 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
 
     def __repr__(self) -> str:
         return f"SmartLLMClassifier(uid={self.uid})"
-
-
-def _preflight(catalogue: ModelCatalogue) -> None:
-    """Every model reachable, known and keyed before the first paid call (PreflightError otherwise)."""
-    try:
-        from smart_spark.llm.preflight import check_models
-    except ImportError:  # the front door's preflight not merged yet
-        logger.debug("smart_spark.llm.preflight not available; skipping the model preflight")
-        return
-    check_models(catalogue, catalogue.names)
-
-
-class _ProfilingCaller:
-    """The driver's LLM client for profiling, closed after the fit; builds the PayingCaller."""
-
-    def __init__(self, params: SmartParams, catalogue: ModelCatalogue, store: Any) -> None:
-        self.params, self.catalogue, self.store = params, catalogue, store
-        self.client = None
-
-    def __enter__(self):
-        from smart_spark.llm.client import LLMClient
-
-        p = self.params
-        self.client = LLMClient(
-            self.catalogue, list(p.getLabels()), max_tokens=p.getMaxTokens(), timeout=p.getTimeout(),
-            max_retries=p.getMaxRetries(), concurrency=p.getConcurrency(), system_prompt=p.getSystemPrompt(),
-        )
-        return self.make
-
-    def make(self, spec):
-        from smart_spark.spark.calls import PayingCaller
-
-        budget = None
-        cap = self.params.getSpendCap()
-        if cap is not None:
-            from smart_spark.llm.spend import SpendBudget
-
-            budget = SpendBudget(cap, self.catalogue, self.params.getMaxTokens(), self.params.getSystemPrompt())
-        return PayingCaller(spec, self.client, budget=budget, store=self.store)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.client is not None:
-            self.client.close()
 
 
 __all__ = ["SmartLLMClassifier", "SmartLLMClassifierModel", "SmartRun", "is_connect"]

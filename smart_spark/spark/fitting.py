@@ -16,6 +16,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
+from smart_spark.catalogue import ModelCatalogue
 from smart_spark.errors import ConfigurationError, ProfilingError
 from smart_spark.spark import sampling
 from smart_spark.spark.apply import SPEND_CAP, ApplySpec
@@ -183,4 +184,44 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool):
     return result, history, answers
 
 
-__all__ = ["ApplySpec", "Fit", "data_fingerprint", "fit_state"]
+def preflight(catalogue: ModelCatalogue) -> None:
+    """Every model reachable, known and keyed before the first paid call (PreflightError otherwise)."""
+    try:
+        from smart_spark.llm.preflight import check_models
+    except ImportError:  # the front door's preflight not merged yet
+        logger.debug("smart_spark.llm.preflight not available; skipping the model preflight")
+        return
+    check_models(catalogue, catalogue.names)
+
+
+class ProfilingCalls:
+    """The driver's LLM client for profiling, closed after the fit; builds the PayingCaller."""
+
+    def __init__(self, params: Any, catalogue: ModelCatalogue, store: Any) -> None:
+        self.params, self.catalogue, self.store = params, catalogue, store
+        self.client = None
+
+    def __enter__(self):
+        from smart_spark.llm.client import LLMClient
+
+        p = self.params
+        self.client = LLMClient(
+            self.catalogue, list(p.getLabels()), max_tokens=p.getMaxTokens(), timeout=p.getTimeout(),
+            max_retries=p.getMaxRetries(), concurrency=p.getConcurrency(), system_prompt=p.getSystemPrompt(),
+        )
+        return self.make
+
+    def make(self, spec):
+        from smart_spark.spark.calls import PayingCaller
+
+        budget = None
+        cap = self.params.getSpendCap()
+        if cap is not None:
+            from smart_spark.llm.spend import SpendBudget
+
+            budget = SpendBudget(cap, self.catalogue, self.params.getMaxTokens(), self.params.getSystemPrompt())
+        return PayingCaller(spec, self.client, budget=budget, store=self.store)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.client is not None:
+            self.client.close()

@@ -34,7 +34,7 @@ from smart_spark.spark.apply import EMPTY_TEXT, OVERSIZE, RESULT_DDL
 from smart_spark.spark.params import SmartParams
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import is_connect, job_description
-from smart_spark.spark.state import FORMAT_VERSION, FittedState
+from smart_spark.spark.state import FORMAT_VERSION, DataFingerprint, FittedState
 
 logger = logging.getLogger("smart_spark")
 
@@ -48,6 +48,9 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         self._run = run
         #: semanticHash of the DataFrame fitted in this process (skips the fingerprint job on it).
         self._fitted_plan_hash: int | None = None
+        #: What applying the model to new data decided, per data fingerprint (confirmed or refitted).
+        self._reused: dict[DataFingerprint, Any] = {}
+        self._last_reuse: Any = None
 
     # ------------------------------------------------------------- state
     @property
@@ -81,7 +84,17 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         return self._run
 
     def summary(self) -> str:
-        return self.run.summary()
+        return self.appliedRun.summary()
+
+    @property
+    def appliedRun(self) -> SmartRun:
+        """The run of the last transform: the fit's, or the confirmation's / refit's on new data."""
+        return self._last_reuse.run if self._last_reuse is not None else self.run
+
+    @property
+    def lastConfirmation(self) -> dict[str, Any] | None:
+        """Decision and statistics of the last confirmation on new data (None: applied to the fitted data)."""
+        return self._last_reuse.confirmation if self._last_reuse is not None else None
 
     # ---------------------------------------------------------- transform
     def check_compatible(self, dataset: DataFrame | None = None) -> None:
@@ -101,10 +114,11 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
 
         catalogue = self.validate()
         self.check_compatible(dataset)
-        answers_path, _ = checked_store(self.getAnswersPath(), dataset.sparkSession)
-        spec = self.applySpec(catalogue, self.state.plan_json, profiled=self.state.profiled,
-                              row_budget=self._row_budget(), answers_path=answers_path)
+        answers_path, store = checked_store(self.getAnswersPath(), dataset.sparkSession)
         keyed = self.keyed(dataset)
+        state = self._state_for(dataset, keyed, store)
+        spec = self.applySpec(catalogue, state.plan_json, profiled=state.profiled,
+                              row_budget=self._row_budget(), answers_path=answers_path)
         apply_udf = F.pandas_udf(_make_apply(_ship(dataset.sparkSession, spec), self.getBatchSize()),
                                  RESULT_DDL).asNondeterministic()
         result = F.col(sampling.RESULT_COL)
@@ -120,12 +134,30 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
             result["paid"].alias(output + "_paid"),
         )
 
+    def _state_for(self, dataset: DataFrame, keyed: DataFrame, store: Any) -> FittedState:
+        """The fitted state on the data it was fitted on; on new data, the confirmed (or refitted) one."""
+        self._last_reuse = None
+        if self._fitted_plan_hash is not None and not is_connect(dataset) \
+                and dataset.semanticHash() == self._fitted_plan_hash:
+            return self.state
+        from smart_spark.spark.fitting import data_fingerprint
+        from smart_spark.spark.reuse import reuse_on_new_data
+
+        with job_description(dataset.sparkSession, "SMART: is this the data the model was fitted on?"):
+            data, _ = data_fingerprint(keyed, self.oversizeColumn())
+        if data.matches(self.state.data):
+            return self.state
+        if data not in self._reused:
+            self._reused[data] = reuse_on_new_data(self, dataset, keyed, data, store)
+        self._last_reuse = self._reused[data]
+        return self._last_reuse.state
+
     def _row_budget(self) -> float | None:
         cap = self.getSpendCap()
         if cap is None:
             return None
-        plan = self.run.plan
-        return max(0.0, cap - self.run.fit_paid) / max(1, plan.n_remaining)
+        run = self.appliedRun
+        return max(0.0, cap - run.fit_paid) / max(1, run.plan.n_remaining)
 
     # ---------------------------------------------------------- summarize
     def summarize(self, output_df: DataFrame, log: bool = True) -> dict[str, Any]:
@@ -158,7 +190,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         by_model = {r["model"]: int(r["rows"]) for r in rows}
         spend_by_model = {r["model"]: float(r["spend"] or 0.0) for r in rows}
         spend = sum(spend_by_model.values())
-        run = self.run
+        run = self.appliedRun
         paid_rows = sum(int(r["paid"] or 0) for r in rows)
         total_rows = sum(by_model.values())
         summary: dict[str, Any] = {
@@ -200,6 +232,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
     def copy(self, extra=None) -> "SmartLLMClassifierModel":
         that = super().copy(extra)
         that._state, that._run = self._state, self._run
+        that._fitted_plan_hash, that._reused, that._last_reuse = self._fitted_plan_hash, {}, None
         return that
 
     def __repr__(self) -> str:

@@ -183,3 +183,26 @@ def _version() -> str:
     from smart_spark import __version__
 
     return __version__
+
+
+def log_confirmation(stats: dict[str, Any], *, experiment: str, tracking_uri: str | None = None,
+                     run_name: str | None = None, fitted_run_id: str | None = None) -> str:
+    """Log a fitted model's confirmation on new data (decision, sample, bounds) to a run; returns its id."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id, created = _target_run(client, tracking_uri, experiment, run_name)
+    now = int(time.time() * 1000)
+    metrics = [Metric(metric_key("confirmation", k), v, now, 0)
+               for k, v in ((k, _finite(v)) for k, v in stats.items() if not isinstance(v, (list, str)))
+               if v is not None]
+    tags = [RunTag("smart.confirmation.decision", str(stats.get("decision"))),
+            RunTag("smart.confirmation.failing_models", ",".join(stats.get("failing_models") or []) or "none")]
+    if fitted_run_id:
+        tags.append(RunTag("smart.fitted_run_id", fitted_run_id))
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+    client.log_dict(run_id, stats, "smart/confirmation.json")
+    if created:
+        client.set_terminated(run_id)
+    return run_id

@@ -122,6 +122,29 @@ def test_confirmation_asks_only_reference_and_plan_models_on_the_pool_prefix():
     assert result.plan.agreement_bound >= 0.9 - 1e-9
 
 
+def test_looks_spend_each_models_alpha_and_a_clear_sample_stops_at_the_first_look():
+    design = confirmation_design(CHEAP_PLAN, 20_000, CONFIG, ESTIMATES)
+    assert len(design.looks) == 2 and design.looks[-1][0] == design.size
+    assert sum(w for _, w in design.looks) == pytest.approx(1.0)
+    always = {"cheap": np.ones(20_000, dtype=bool)}
+    result = confirm_plan(CHEAP_PLAN, 20_000, 20_000, _flag_source(always, {"cheap": 0.01, "ref": 1.0}), CONFIG,
+                          rates=ESTIMATES)
+    first_size, first_weight = design.looks[0]
+    assert result.profile.confirmation_size == first_size
+    assert result.profile.stats["cheap"].level == pytest.approx(0.05 * first_weight)
+    assert result.plan.fractions == {"cheap": 1.0} and result.holds
+
+
+def test_drift_stops_at_the_first_look():
+    design = confirmation_design(CHEAP_PLAN, 20_000, CONFIG, ESTIMATES)
+    never = {"cheap": np.zeros(20_000, dtype=bool)}
+    result = confirm_plan(CHEAP_PLAN, 20_000, 20_000, _flag_source(never, {"cheap": 0.01, "ref": 1.0}), CONFIG,
+                          rates=ESTIMATES)
+    assert result.profile.confirmation_size == design.looks[0][0]
+    assert not result.holds and result.failing_models == ["cheap"] and result.decision == "drift"
+    assert result.plan.fractions.get("ref", 0.0) > 0.85  # still a valid plan: the reference covers the gap
+
+
 def test_pool_smaller_than_the_size_caps_the_sample():
     flags = {"cheap": np.ones(20_000, dtype=bool)}
     result = confirm_plan(CHEAP_PLAN, 20_000, 50, _flag_source(flags, {"cheap": 0.01, "ref": 1.0}), CONFIG, rates=ESTIMATES)
@@ -209,7 +232,7 @@ def test_drift_is_detected_and_the_failing_model_named(day1_plan):
 def test_confirmation_costs_clearly_less_than_a_fresh_profile():
     day1 = _dataset(10_800, OVERRULING_LIKE)
     plan, estimates, _ = fit_day1(day1, CONFIG, seed=7)
-    rows = [day2_trial(plan, estimates, day1, CONFIG, seed, fresh=True) for seed in range(5)]
+    rows = [day2_trial(plan, estimates, day1, CONFIG, seed, fresh=True) for seed in range(3)]
     ratio = np.mean([r["confirm_cost"] for r in rows]) / np.mean([r["fresh_profile_cost"] for r in rows])
     print(f"confirmation / fresh profiling cost: {ratio:.3f}")
     assert ratio < 0.7

@@ -116,7 +116,7 @@ def check_kill_and_rerun(result: dict) -> None:
 
 @pytest.mark.slow
 def test_killed_job_rerun_pays_only_for_the_rest(tmp_path):
-    check_kill_and_rerun(kill_and_rerun(tmp_path, "local[2]", rows=600, timeout=240))
+    check_kill_and_rerun(kill_and_rerun(tmp_path, "local[2]", rows=600, timeout=600))
 
 
 @pytest.mark.slow
@@ -126,4 +126,4 @@ def test_killed_job_rerun_on_a_standalone_cluster(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     with standalone_cluster(tmp_path) as master:
-        check_kill_and_rerun(kill_and_rerun(tmp_path, master, rows=600, timeout=300))
+        check_kill_and_rerun(kill_and_rerun(tmp_path, master, rows=600, timeout=600))

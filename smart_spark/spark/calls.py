@@ -91,7 +91,7 @@ class PayingCaller:
 
     async def _call_all(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
         with contextlib.ExitStack() as stack:
-            writer = stack.enter_context(self.store.writer()) if self.store is not None else None
+            writer = stack.enter_context(self.store.writer(_writer_name())) if self.store is not None else None
             return list(await asyncio.gather(*(self._call_one(m, p, k, writer) for m, p, k in calls)))
 
     async def _call_one(self, model: str, prompt: str, key: str | None, writer: Any) -> Answer:

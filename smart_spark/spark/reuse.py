@@ -47,12 +47,12 @@ class Reuse:
 
 
 def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: DataFingerprint, store: Any) -> Reuse:
-    from smart_spark.engine.confirm import confirm_plan, confirmation_size
+    from smart_spark.engine.confirm import PlanEstimates, confirm_plan, confirmation_size
 
     catalogue = model.validate()
     config = model.engineConfig()
     plan = model.state.plan()
-    rates = _sizing_rates(model.profile)
+    rates = PlanEstimates.from_profile(model.profile)
     wanted = min(confirmation_size(plan, data.n_valid, config, rates), data.n_valid)
     started = time.monotonic()
     spark = dataset.sparkSession
@@ -99,29 +99,10 @@ def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: Da
     return Reuse("confirmed", state, run, stats | {"decision": "confirmed"})
 
 
-def _sizing_rates(profile) -> dict[str, float]:
-    """Each model's fitted agreement, smoothed and lowered by 1.28 of its standard errors.
-
-    Sizing the confirmation from the raw rate of a small profile (say 47 of 47
-    agreed) would draw too small a sample, which then fails and forces a refit.
-    """
-    import math
-
-    from smart_spark.engine.confirm import POWER_Z
-
-    rates = {}
-    for name, s in profile.stats.items():
-        n = s.n + s.pilot_n
-        if n <= 0:
-            continue
-        smoothed = (s.agreements + s.pilot_agreements + 1) / (n + 2)
-        rates[name] = max(0.0, smoothed - POWER_Z * math.sqrt(smoothed * (1 - smoothed) / (n + 2)))
-    return rates
-
-
 def _confirmation_stats(result, size: int, caller, plan) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "holds": result.holds,
+        "engine_decision": result.decision,
         "sample_size": size,
         "agreement_bound": result.agreement_bound,
         "remaining_target": result.plan.remaining_target,

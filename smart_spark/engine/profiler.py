@@ -63,7 +63,8 @@ _MIN_ITEMS_PER_PILOT_ITEM = 4
 _PILOT_MIN, _PILOT_MAX = 20, 200
 #: A pilot costing more than this share of the reference-only cost runs in steps.
 _SEQUENTIAL_PILOT_SHARE = 0.08
-_PILOT_STEPS = 4
+#: Where the sequential pilot stops to decide, as fractions of the pilot size.
+_PILOT_STEPS = (0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class Profiler:
 
         Where the pilot is a noticeable part of what the reference alone would
         cost (small N: more than ``_SEQUENTIAL_PILOT_SHARE`` of it), it runs in
-        ``_PILOT_STEPS`` steps, and after each the pays-off rule, on the counts
+        steps (``_PILOT_STEPS``, fractions of its size), and after each the pays-off rule, on the counts
         so far, keeps only the models it would confirm; when it would confirm
         none, the pilot stops. These choices look only at pilot data, so they
         cannot bias the confirmation bounds; they only stop paying for
@@ -294,8 +295,7 @@ class Profiler:
         sequential = bool(prices) and pilot_size * sum(prices[m] for m in active) > (
             _SEQUENTIAL_PILOT_SHARE * n_total * prices.get(self.reference, math.inf)
         )
-        steps = _PILOT_STEPS if sequential else 1
-        edges = [round(pilot_size * (i + 1) / steps) for i in range(steps)]
+        edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if sequential else (1.0,))})
         done = 0
         for edge in edges:
             if edge > done:

@@ -197,7 +197,14 @@ class Profile:
                 lines.append(f"  {s.model:<28} reference")
                 continue
             if not s.n and not s.pilot_n:
-                lines.append(f"  {s.model:<28} not profiled: {self.reason or 'never called'}")
+                why = self.reason or "priced out before the pilot (its pilot calls could not pay back)"
+                lines.append(f"  {s.model:<28} not profiled: {why}")
+                continue
+            if not s.n:
+                lines.append(
+                    f"  {s.model:<28} {s.status:<9} not confirmed: pilot agreement {s.agreement_rate:6.3f} "
+                    f"on {s.pilot_n} pilot items (no bound), unit cost ${s.unit_cost:.6f}"
+                )
                 continue
             lines.append(
                 f"  {s.model:<28} {s.status:<9} agreement {s.agreement_rate:6.3f} "

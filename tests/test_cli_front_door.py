@@ -89,6 +89,7 @@ def test_closed_port_fails_fast_naming_the_refused_connection(tmp_path):
     assert "did not answer" not in line
     assert elapsed < 120
     assert "=== SMART classify: summary ===" not in proc.stdout
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [line]  # nothing but the cause
 
 
 # --------------------------------------------- (c) unknown model, bad key

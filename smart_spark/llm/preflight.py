@@ -66,8 +66,6 @@ def check_models(catalogue: ModelCatalogue, names: Sequence[str], *, timeout: fl
             problems.extend(_check_listed(client, specs, timeout))
     if problems:
         problems = [_redact(p, catalogue) for p in problems]
-        for problem in problems:
-            log.error("preflight: %s", problem)
         raise PreflightError("; ".join(problems) + " (checked before any paid call: nothing was paid)")
     log.info("preflight: %d model(s) reachable and known to their endpoints", len(set(names)))
 
@@ -91,7 +89,7 @@ def _check_listed(client: openai.OpenAI, specs: list[ModelSpec], timeout: float)
                 f"model(s) {names}: GET /models is not available at {endpoint} ({failure.message}); set "
                 "'preflight: request' (one tiny paid call) or 'preflight: none' for them in the catalogue"
             ]
-        return [f"model(s) {names} at {endpoint}: {failure.message}"]
+        return [f"{failure.message}; this endpoint serves model(s) {names}"]
     shown = sorted(listed)[:_LISTED_SHOWN]
     more = f" and {len(listed) - len(shown)} more" if len(listed) > len(shown) else ""
     return [

@@ -40,7 +40,7 @@ from smart_spark.cli.config import (
 )
 from smart_spark.cli.output import SKIP, check_output_columns, check_output_location, write_output
 from smart_spark.cli.summary import check_error_rate, check_profiling, format_summary, summarize
-from smart_spark.errors import SmartSparkError, find_smart_error
+from smart_spark.errors import ConfigurationError, SmartSparkError, find_smart_error
 
 #: Folder holding the smart_spark package: put on the Spark workers' PYTHONPATH.
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -228,7 +228,7 @@ def _describe(error: SmartSparkError) -> str:
     text = str(error)
     if text.startswith(error.marker()):
         text = text[len(error.marker()):].strip()
-    if isinstance(error, JobError) or type(error).__name__ == "ConfigurationError":
+    if isinstance(error, ConfigurationError):  # the user's own input: the message says it all
         return text
     return f"{type(error).__name__} (exit {error.exit_code}): {text}"
 

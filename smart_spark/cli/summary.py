@@ -14,8 +14,6 @@ from typing import Any
 
 from smart_spark.errors import ErrorRateExceeded, ProfilingError
 
-EMPTY_TEXT = "empty text"  # the apply phase's error for rows without text (not a failure)
-
 
 def check_profiling(run) -> None:
     """Raise :class:`ProfilingError` when profiling asked the reference and got no answer at all."""
@@ -33,6 +31,8 @@ def check_profiling(run) -> None:
 def count_failures(written, output_col: str) -> tuple[int, int]:
     """(rows with text, rows with text left without any model's answer) in a written output."""
     from pyspark.sql import functions as F
+
+    from smart_spark.spark.apply import EMPTY_TEXT  # the error of rows without text: not a failure
 
     def col(name: str):
         return F.col(f"`{name}`")

@@ -18,13 +18,14 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from smart_spark.testing import FaultConfig, SimulatedBackend, StandInServer
+from smart_spark.testing import BackendError, FaultConfig, SimulatedBackend, StandInServer
 from smart_spark.testing.demo_data import write_demo
 from test_front_door import ROOT, _env, run_job
 from test_preflight import closed_port, rejecting_server  # noqa: F401 - a fixture
@@ -158,36 +159,64 @@ def test_own_catalogue_flags_and_write_mode_checked_before_paying(tmp_path):
 
 
 # ------------------------------------ the run cannot keep its promise (Spark)
-def _faulty_run(tmp_path: Path, rate_500: float, max_error_rate: float):
-    data = _data(tmp_path, n=80)
-    faults = FaultConfig(rate_500=rate_500)
-    with StandInServer(SimulatedBackend.from_yaml(DEMO_CATALOGUE), faults=faults, seed=3) as server:
-        config = tmp_path / "job.yaml"
-        config.write_text(yaml.safe_dump({
-            "input": data, "catalogue": _catalogue_at(tmp_path, server.base_url), "output": str(tmp_path / "out"),
-            "max_retries": 0, "max_profile": 40, "max_error_rate": max_error_rate,
-        }))
-        return run_job(tmp_path, "--config", str(config))
+class _Outage(BackendError):
+    status = 503
+    error_type = "server_error"
+
+
+class _GoesDownAfter:
+    """The demo simulation, but it answers only the first ``limit`` distinct prompts it sees; every
+    later new prompt gets a 503, like a provider that goes down in the middle of a run."""
+
+    def __init__(self, limit: int) -> None:
+        self.backend = SimulatedBackend.from_yaml(DEMO_CATALOGUE)
+        self.limit = limit
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+
+    def model_names(self) -> list[str]:
+        return self.backend.model_names()
+
+    def latency_s(self, model: str) -> float | None:
+        return self.backend.latency_s(model)
+
+    def answer(self, model: str, prompt: str):
+        with self.lock:
+            if prompt not in self.seen and len(self.seen) >= self.limit:
+                raise _Outage("The provider is down (stand-in outage)")
+            self.seen.add(prompt)
+        return self.backend.answer(model, prompt)
+
+
+def _run_against(tmp_path: Path, server: StandInServer, **settings) -> subprocess.CompletedProcess:
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump({
+        "input": _data(tmp_path, n=80), "catalogue": _catalogue_at(tmp_path, server.base_url),
+        "output": str(tmp_path / "out"), "max_retries": 0, "max_profile": 40, "max_error_rate": 0.01, **settings,
+    }))
+    return run_job(tmp_path, "--config", str(config))
 
 
 def test_no_reference_answers_is_a_profiling_error(tmp_path):
-    proc = _faulty_run(tmp_path, rate_500=1.0, max_error_rate=0.01)
+    with StandInServer(SimulatedBackend.from_yaml(DEMO_CATALOGUE), faults=FaultConfig(rate_500=1.0)) as server:
+        proc = _run_against(tmp_path, server)
     assert proc.returncode == 4, proc.stdout + proc.stderr[-3000:]
     line = _one_error_line(proc)
-    assert "ProfilingError" in line and "answered none of the" in line and "HTTP 500" in line
+    assert "ProfilingError" in line and "gpt-4.1" in line and "HTTP 500" in line
     assert "=== SMART classify: summary ===" not in proc.stdout
     assert not (tmp_path / "out").exists()  # stopped before the apply phase paid
 
 
-def test_rows_without_answers_fail_the_job_and_claim_nothing(tmp_path):
-    proc = _faulty_run(tmp_path, rate_500=0.7, max_error_rate=0.01)
+def test_provider_down_mid_run_fails_the_job_and_claims_nothing(tmp_path):
+    # Profiling (at most 40 distinct prompts) is fully answered; the other rows' calls all fail.
+    with StandInServer(_GoesDownAfter(limit=40)) as server:
+        proc = _run_against(tmp_path, server)
     assert proc.returncode == 5, proc.stdout + proc.stderr[-3000:]
     line = _one_error_line(proc)
-    assert "ErrorRateExceeded" in line and "ended without an answer" in line
-    summary = proc.stdout
-    assert re.search(r"savings +not reported: \d+ rows have no answer", summary)
-    assert "NOT claimed" in summary and "agreement bound" not in summary
-    assert (tmp_path / "out").is_dir()  # written, with the reasons in the _error column
+    assert "ErrorRateExceeded" in line and "without an answer" in line
+    if "=== SMART classify: summary ===" in proc.stdout:  # when the write finished before the check
+        assert re.search(r"savings +not reported: \d+ rows have no answer", proc.stdout)
+        assert "NOT claimed" in proc.stdout and "agreement bound" not in proc.stdout
 
 
 # ------------------------------------------------ (d) the console script

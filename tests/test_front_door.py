@@ -26,7 +26,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_job(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_job(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "jobs.classify", *args],
         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,

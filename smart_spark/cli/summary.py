@@ -28,30 +28,37 @@ def check_profiling(run) -> None:
         )
 
 
-def count_failures(written, output_col: str) -> tuple[int, int]:
-    """(rows with text, rows with text left without any model's answer) in a written output."""
+def count_unanswered(written, output_col: str) -> tuple[int, int, int]:
+    """(rows with text, of them without any model's answer, of those the failures) in a written output.
+
+    Rows the spend cap stopped are unanswered but not failures (the cap did what
+    it was asked); both kinds stop the summary from claiming a bound or savings.
+    """
     from pyspark.sql import functions as F
 
-    from smart_spark.spark.apply import EMPTY_TEXT  # the error of rows without text: not a failure
+    from smart_spark.spark.apply import EMPTY_TEXT, SPEND_CAP  # errors that are not call failures
 
     def col(name: str):
         return F.col(f"`{name}`")
 
     error, pred, model = col(output_col + "_error"), col(output_col), col(output_col + "_model")
     has_text = error.isNull() | (error != F.lit(EMPTY_TEXT))
-    failed = has_text & pred.isNull() & model.isNull()
+    unanswered = has_text & pred.isNull() & model.isNull()
+    failed = unanswered & ~F.coalesce(error.contains(SPEND_CAP), F.lit(False))
     row = written.agg(
-        F.sum(has_text.cast("long")).alias("valid"), F.sum(failed.cast("long")).alias("failed")
+        F.sum(has_text.cast("long")).alias("valid"),
+        F.sum(unanswered.cast("long")).alias("unanswered"),
+        F.sum(failed.cast("long")).alias("failed"),
     ).first()
-    return int(row["valid"] or 0), int(row["failed"] or 0)
+    return int(row["valid"] or 0), int(row["unanswered"] or 0), int(row["failed"] or 0)
 
 
 def check_error_rate(valid: int, failed: int, max_error_rate: float, output: str) -> None:
     if valid and failed / valid > max_error_rate:
         raise ErrorRateExceeded(
-            f"{failed} of {valid} rows with text ({failed / valid:.1%}) ended without an answer, more than "
-            f"max_error_rate {max_error_rate:g}; the output at {output} was written with the reasons in its "
-            "_error column"
+            f"{failed} of {valid} rows with text ({failed / valid:.1%}) ended without an answer because every "
+            f"model call failed, more than max_error_rate {max_error_rate:g}; the output at {output} was written "
+            "with the reasons in its _error column"
         )
 
 
@@ -59,13 +66,14 @@ def summarize(clf, written, config: dict[str, Any]) -> dict[str, Any]:
     run = clf.lastRun
     plan, profile = run.plan, run.profile
     figures = clf.summarize(written)
-    valid, failed = count_failures(written, config["output_col"])
+    valid, unanswered, failed = count_unanswered(written, config["output_col"])
     expected = 0.0
     for m, f in plan.fractions.items():
         rate = 1.0 if m == plan.reference else getattr(profile.stats.get(m), "agreement_rate", float("nan"))
         expected += f * rate
     figures.update(
         rows_with_text=valid,
+        unanswered=unanswered,
         failed=failed,
         remaining_target=plan.remaining_target,
         n_profiled=plan.n_total - plan.n_remaining,
@@ -84,21 +92,21 @@ def summarize(clf, written, config: dict[str, Any]) -> dict[str, Any]:
 
 def format_summary(s: dict[str, Any]) -> str:
     shares = ", ".join(f"{m} {f:.1%}" for m, f in sorted(s["fractions"].items(), key=lambda kv: -kv[1]) if f > 0)
-    failed = s["failed"]
+    unanswered = s["unanswered"]
     lines = ["=== SMART classify: summary ==="]
     if s["simulated"]:
         lines.append("answers              SIMULATED by the local stand-in server (not a real LLM)")
     lines += [
-        f"rows                 {s['rows']} ({s['null_predictions']} without a prediction, "
-        f"{failed} of them because no model answered)",
+        f"rows                 {s['rows']} ({s['null_predictions']} without a prediction, {unanswered} of them "
+        f"unanswered: {s['failed']} failed calls, {unanswered - s['failed']} stopped by the spend cap)",
         f"realised spend       ${s['spend']:.4f} (sum of the cost column)",
     ]
     if s.get("reference_only_cost"):
         lines.append(f"reference-only est.  ${s['reference_only_cost']:.4f}")
     savings = s.get("savings", float("nan"))
     reference_cost = s.get("reference_only_cost", float("nan"))
-    if failed:
-        lines.append(f"savings              not reported: {failed} rows have no answer")
+    if unanswered:
+        lines.append(f"savings              not reported: {unanswered} rows have no answer")
     elif not (math.isfinite(reference_cost) and reference_cost > 0):
         lines.append("savings              not reported: the reference's cost per row was not measured (nothing profiled)")
     elif not math.isfinite(savings):
@@ -106,10 +114,10 @@ def format_summary(s: dict[str, Any]) -> str:
     else:
         lines.append(f"savings              {savings:.1f}x cheaper than the reference alone")
     lines.append(f"plan                 {shares}")
-    if failed:
+    if unanswered:
         lines.append(
             f"agreement            target {s['accuracy_target']:g} at confidence {s['confidence']:g}: "
-            f"NOT claimed, {failed} of {s['rows_with_text']} rows with text have no answer"
+            f"NOT claimed, {unanswered} of {s['rows_with_text']} rows with text have no answer"
         )
     else:
         lines.append(

@@ -128,7 +128,7 @@ class AnswerTable:
         return counts
 
     def get_many(self, keys: Sequence[bytes]) -> list[StoredAnswer | None]:
-        """The winning answer of each key (None when unknown)."""
+        """The winning answer of each key (None when unknown); vectorised per block."""
         if not keys:
             return []
         found: list[StoredAnswer | None] = [None] * len(keys)
@@ -137,32 +137,47 @@ class AnswerTable:
         for block in self.blocks:
             left = np.searchsorted(block.prefix, wanted_prefix, side="left")
             right = np.searchsorted(block.prefix, wanted_prefix, side="right")
-            for i in np.flatnonzero(right > left).tolist():
-                for at in range(int(left[i]), int(right[i])):
-                    row = block.rows[at]
-                    if row["k"] == wanted[i]:
-                        answer = self._answer(row)
-                        current = found[i]
-                        if current is None or precedence(answer) < precedence(current):
-                            found[i] = answer
+            hits = np.flatnonzero(right > left)
+            if not len(hits):
+                continue
+            queries, positions = self._matches(block, wanted, hits, left, right)
+            for query, answer in zip(queries, self._answers(block.rows[positions])):
+                current = found[query]
+                if current is None or precedence(answer) < precedence(current):
+                    found[query] = answer
         return found
 
-    def _answer(self, row: np.void) -> StoredAnswer:
-        label = self.strings.value(int(row["l"]))
-        raw_code = int(row["r"])
-        confidence = float(row["cf"])
-        return StoredAnswer(
-            key=bytes(row["k"]).hex(),
-            model=self.strings.value(int(row["m"])) or "",
-            label=label,
-            raw=label if raw_code == SAME_AS_LABEL else self.strings.value(raw_code),
-            prompt_tokens=int(row["pt"]),
-            completion_tokens=int(row["ct"]),
-            cost=float(row["c"]),
-            confidence=None if math.isnan(confidence) else confidence,
-            paid_at=float(row["t"]),
-            writer=self.strings.value(int(row["w"])) or "",
-        )
+    @staticmethod
+    def _matches(block: Block, wanted: np.ndarray, hits: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """(query index, row position) of every full-key match among prefix hits."""
+        single = hits[right[hits] - left[hits] == 1]
+        same = block.rows["k"][left[single]] == wanted[single]
+        queries = single[same].tolist()
+        positions = left[single][same].tolist()
+        for query in hits[right[hits] - left[hits] > 1].tolist():  # 64-bit prefix collision: compare keys
+            for at in range(int(left[query]), int(right[query])):
+                if block.rows["k"][at] == wanted[query]:
+                    queries.append(query)
+                    positions.append(at)
+        return queries, np.asarray(positions, dtype=np.int64)
+
+    def _answers(self, rows: np.ndarray) -> list[StoredAnswer]:
+        """Rows -> answers, column by column (numpy row access is slow)."""
+        value = self.strings.value
+        answers = []
+        for k, m, w, l, r, pt, ct, c, t, cf in zip(
+            rows["k"].tolist(), rows["m"].tolist(), rows["w"].tolist(), rows["l"].tolist(), rows["r"].tolist(),
+            rows["pt"].tolist(), rows["ct"].tolist(), rows["c"].tolist(), rows["t"].tolist(), rows["cf"].tolist(),
+        ):
+            label = value(l)
+            answers.append(
+                StoredAnswer(
+                    key=k.hex(), model=value(m) or "", label=label, raw=label if r == SAME_AS_LABEL else value(r),
+                    prompt_tokens=pt, completion_tokens=ct, cost=c, confidence=None if cf != cf else cf,
+                    paid_at=t, writer=value(w) or "",
+                )
+            )
+        return answers
 
     def _rows(self, keys: np.ndarray, payloads: bytes) -> tuple[np.ndarray, int]:
         try:
@@ -249,7 +264,7 @@ class AnswerTable:
         for positions in by_key.values():
             if len(positions) < 2:
                 continue
-            answers = {at: self._answer(rows[at]) for at in positions}
+            answers = dict(zip(positions, self._answers(rows[positions])))
             winner = min(positions, key=lambda at: precedence(answers[at]))
             distinct = {answers[at] for at in positions}
             self.duplicates += len(distinct) - 1

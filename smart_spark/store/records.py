@@ -8,8 +8,8 @@ A line is written with one write call, so a reader can meet at most one
 incomplete line at the end of a file whose writer is still running or was
 killed. Lines whose checksum, key or JSON does not check out are skipped and
 counted, never trusted: a torn or corrupted line cannot change an answer.
-The JSON uses short field names because the index keeps each record's JSON
-bytes in memory (see ``index.py``).
+The JSON uses short field names to keep files small (about 200 bytes per
+answer with a short label).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -71,6 +72,7 @@ class AnswerStore:
         self.location: Location = resolve(path, filesystem=filesystem, append=append)
         self._backend: Backend | None = None
         self._index: AnswerIndex | None = None
+        self._open_lock = threading.Lock()
         self._min_refresh = min_refresh_seconds
         self._last_refresh = float("-inf")
 
@@ -84,7 +86,9 @@ class AnswerStore:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = self.location.open()
+            with self._open_lock:
+                if self._backend is None:
+                    self._backend = self.location.open()
         return self._backend
 
     @property
@@ -98,7 +102,10 @@ class AnswerStore:
     @property
     def index(self) -> AnswerIndex:
         if self._index is None:
-            self._index = AnswerIndex(self.backend, self.answers_folder)
+            backend, folder = self.backend, self.answers_folder
+            with self._open_lock:
+                if self._index is None:
+                    self._index = AnswerIndex(backend, folder)
         return self._index
 
     def check_writable(self) -> None:

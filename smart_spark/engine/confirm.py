@@ -193,20 +193,21 @@ def _subset_alphas(plan: Plan, subset: Sequence[str], budget: float) -> dict[str
     return {m: budget * a / total for m, a in given.items()}
 
 
-def _scenarios(plan: Plan, models: Sequence[str], estimates: Estimates) -> tuple[np.ndarray, np.ndarray]:
-    """What the new sample may show, per (scenario, model): a true rate and a sampling quantile.
+def _scenarios(plan: Plan, models: Sequence[str], estimates: Estimates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the new sample may show, per (scenario, model): a true rate and two sampling quantiles.
 
     The true rate comes from day 1's Jeffreys posterior (a point when only a
     rate is known); the ``z`` quantile stands for the new sample's own binomial
     noise, which matters here because day 1's estimates are already tight: a
     sample that is unluckily low shifts rows to the reference, and the expected
-    cost must price that in. Latin hypercube with a fixed seed, independent
+    cost must price that in. The second quantile is the noise of the rows a
+    second look adds to the first. Latin hypercube with a fixed seed, independent
     across models, so the design is a deterministic function of its inputs.
     """
     counts = estimates.counts if isinstance(estimates, PlanEstimates) else dict(estimates or {})
     rng = np.random.default_rng(_SCENARIO_SEED)
     levels = (np.arange(_SCENARIOS) + 0.5) / _SCENARIOS
-    rates, quantiles = [], []
+    rates, quantiles, later = [], [], []
     for m in models:
         value = counts.get(m)
         if isinstance(value, (tuple, list)) and value[0] > 0:
@@ -216,19 +217,24 @@ def _scenarios(plan: Plan, models: Sequence[str], estimates: Estimates) -> tuple
             point = float(value) if isinstance(value, (int, float)) else plan.bounds.get(m, 0.0)
             rates.append(np.full(_SCENARIOS, point))
         quantiles.append(stats.norm.ppf(rng.permutation(levels)))
-    return np.stack(rates, axis=1), np.stack(quantiles, axis=1)
+        later.append(stats.norm.ppf(rng.permutation(levels)))
+    return np.stack(rates, axis=1), np.stack(quantiles, axis=1), np.stack(later, axis=1)
 
 
 def _plan_costs(plan, config, models, alphas, scenarios, sizes, weights, n_total) -> np.ndarray:
-    """Plan cost per remaining item, shape (sizes, scenarios), with bounds at ``alpha * weight`` per size."""
+    """Plan cost per remaining item, shape (sizes, scenarios), with bounds at ``alpha * weight`` per size.
+
+    ``scenarios``: ``(rates, z)``, the sampling quantile ``z`` per (scenario, model) or per (size, scenario, model).
+    """
     rates, z = scenarios
+    z = z if z.ndim == 3 else z[None]
     costs = np.array([plan.unit_costs[m] for m in models])
     c_ref = plan.unit_costs[plan.reference]
     alpha = np.array([alphas[m] for m in models])
     remaining = np.maximum(n_total - sizes, 1).astype(float)
     targets = remaining_target(config.accuracy_target, n_total, sizes)
     n = np.maximum(sizes, 1).astype(float)[:, None, None]
-    observed = np.clip(rates[None] + z[None] * np.sqrt(rates * (1 - rates))[None] / np.sqrt(n), 0.0, 1.0)
+    observed = np.clip(rates[None] + z * np.sqrt(rates * (1 - rates))[None] / np.sqrt(n), 0.0, 1.0)
     # Routed group of each model: its saved share of the remaining rows.
     share = np.array([max(plan.fractions.get(m, 0.0), 1e-3) for m in models])
     n_eff = effective_size(n, share[None, None, :] * remaining[:, None, None])
@@ -264,20 +270,24 @@ def _expected_totals(plan, config, subset, alphas, scenarios, sizes, looks, n_to
 
     With two looks, each scenario stops at the first one when the plan there is
     no dearer than going on is expected to be (the rule :func:`confirm_plan`
-    applies); the new sample's noise is taken as the same quantile at both looks.
+    applies); the last look's noise shares the first look's rows.
     """
     schedules = [look_schedule(int(n), looks) for n in sizes]
     if any(len(sched) > 2 for sched in schedules):
         raise ValueError(f"confirmation schedules have at most two looks, got {looks}")
     confirm_cost = plan.unit_costs[plan.reference] + sum(plan.unit_costs[m] for m in subset)
+    rates, z_first, z_later = scenarios
+    first = np.array([sched[0][0] for sched in schedules])
+    # The last look's noise: the first look's rows plus independent later rows.
+    share_first = np.sqrt(first / np.maximum(sizes, 1))[:, None, None]
+    z_final = share_first * z_first[None] + np.sqrt(1 - share_first**2) * z_later[None]
     final_weight = np.array([sched[-1][1] for sched in schedules])
-    final = _plan_costs(plan, config, subset, alphas, scenarios, sizes, final_weight, n_total)
+    final = _plan_costs(plan, config, subset, alphas, (rates, z_final), sizes, final_weight, n_total)
     final_mean = final.mean(axis=1)
     totals = sizes * confirm_cost + (n_total - sizes) * final_mean
-    first = np.array([sched[0][0] for sched in schedules])
     if np.any(first < sizes):
         first_weight = np.array([sched[0][1] if len(sched) > 1 else 1.0 for sched in schedules])
-        early = _plan_costs(plan, config, subset, alphas, scenarios, first, first_weight, n_total)
+        early = _plan_costs(plan, config, subset, alphas, (rates, z_first), first, first_weight, n_total)
         go_on = (sizes - first) * confirm_cost + (n_total - sizes) * final_mean
         stop = ((n_total - first)[:, None] * early <= go_on[:, None]) & (first < sizes)[:, None]
         per_scenario = np.where(stop, first[:, None] * confirm_cost + (n_total - first)[:, None] * early,

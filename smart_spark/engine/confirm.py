@@ -83,8 +83,8 @@ from smart_spark.engine.profiler import (
 #: Largest number of plan models considered for confirmation subsets (plans use at most 2).
 _MAX_SUBSET_MODELS = 4
 #: Confirmation schedules: (fraction of the planned size, share of each model's alpha).
-#: The design takes whichever is cheaper in expectation: measured, two looks pay
-#: at N = 10,800 and one look at full alpha at N = 1,080 (``jobs/bench_reuse.py --looks both``).
+#: The design takes whichever is cheaper in expectation (``jobs/bench_reuse.py
+#: --looks all`` measures both against the design's choice).
 LOOKS = ((0.5, 0.5), (1.0, 0.5))
 SINGLE_LOOK = ((1.0, 1.0),)
 _MIN_LOOK = 20

@@ -32,6 +32,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
+from smart_spark.llm.confidence import label_confidence
 from smart_spark.llm.labels import normalise_label
 from smart_spark.llm.loop import LoopThread
 from smart_spark.llm.retry import backoff_delay, is_retryable_status, retry_after_seconds
@@ -63,6 +64,7 @@ class CallResult:
     cost: float
     error: str | None
     attempts: int
+    confidence: float | None = None  # label confidence from log-probabilities (catalogue top_logprobs)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +82,7 @@ class _Outcome:
     error: str | None = None
     retryable: bool = False
     retry_after: float | None = None
+    token_logprobs: Any = None
 
 
 class LLMClient:
@@ -249,7 +252,10 @@ class LLMClient:
             if outcome.error is None:
                 label = normalise_label(outcome.raw, self.labels)
                 cost = spec.cost(prompt_tokens, completion_tokens, requests=charged)
-                return CallResult(spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts)
+                confidence = label_confidence(outcome.token_logprobs, label, self.labels)
+                return CallResult(
+                    spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts, confidence
+                )
             error = outcome.error
             if not outcome.retryable or attempts > self.max_retries:
                 error = f"{error} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})"
@@ -267,6 +273,8 @@ class LLMClient:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": prompt})
         body = {"model": spec.name, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        if spec.top_logprobs:
+            body.update(logprobs=True, top_logprobs=spec.top_logprobs)
         try:
             # The SDK's generic post() with a plain JSON body: chat.completions.create()
             # spends ~1.5 ms of CPU per call converting typed params, which would cap
@@ -309,6 +317,8 @@ class LLMClient:
             outcome.error = f"response from {spec.name} has no message content"
             return outcome
         outcome.raw = content
+        logprobs = getattr(response.choices[0], "logprobs", None)
+        outcome.token_logprobs = getattr(logprobs, "content", None) if logprobs is not None else None
         return outcome
 
     def _redact(self, text: str | None) -> str | None:

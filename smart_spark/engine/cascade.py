@@ -27,6 +27,7 @@ when a further look is not predicted to keep more rows.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -65,6 +66,7 @@ def disagreement_budget(n_total: int, accuracy_target: float) -> int:
     return int(math.floor((1.0 - accuracy_target) * n_total + 1e-9))
 
 
+@functools.lru_cache(maxsize=4096)
 def error_cutoff(n_total: int, n_sampled: int, budget: int, alpha: float) -> int:
     """Largest ``c`` with ``P[Hyp(N, B+c+1, n) <= c] <= alpha`` for it and every smaller c.
 

@@ -14,7 +14,7 @@ from smart_spark.engine.cascade import (
     disagreement_budget,
     error_cutoff,
     kept_prefix,
-    look_schedule,
+    cascade_looks,
 )
 from smart_spark.engine.cascade_sim import simulate_dataset
 
@@ -29,11 +29,11 @@ def test_error_cutoff_is_the_largest_c_whose_hypergeometric_tail_fits_alpha():
 
 
 def test_look_schedule_is_fixed_by_n_and_spends_exactly_the_budget():
-    looks = look_schedule(1000, 0.1)
+    looks = cascade_looks(1000, 0.1, 0.9)
     sizes = [n for n, _ in looks]
     assert sizes == sorted(set(sizes)) and sizes[-1] == 1000
     assert math.isclose(sum(a for _, a in looks), 0.1)
-    assert look_schedule(1000, 0.1) == looks
+    assert cascade_looks(1000, 0.1, 0.9) == looks
 
 
 @pytest.mark.parametrize(

@@ -35,9 +35,12 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-#: Smallest first look, and the growth factor between looks.
-_FIRST_LOOK = 60
-_LOOK_GROWTH = 1.6
+#: Smallest first look, the growth factor between looks, the disagreements expected
+#: at the look that gets the largest error share, and how fast shares fall off from it.
+_FIRST_LOOK = 40
+_LOOK_GROWTH = 2.0
+_PEAK_ERRORS = 16.0
+_LOOK_DECAY = 0.5
 
 GUARANTEE = """\
 Let N rows have confidences s_1..s_N known before profiling, sorted into a fixed
@@ -86,13 +89,14 @@ def error_cutoff(n_total: int, n_sampled: int, budget: int, alpha: float) -> int
     return int(np.argmin(ok) - 1) if not ok.all() else int(n_sampled)
 
 
-def look_schedule(n_total: int, error_budget: float) -> list[tuple[int, float]]:
-    """Look sizes and their error shares, fixed from ``N`` alone (before any row is seen).
+def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
+    """Look sizes and their error shares, fixed from ``N`` and the target alone (before any row is seen).
 
-    Sizes grow geometrically from ``_FIRST_LOOK`` up to ``N``. The budget is split
-    with weights halving away from the middle look, where the stopping rule most
-    often ends (profiling a share of N that is neither tiny nor most of the data);
-    the shares sum to ``error_budget`` so the stopping rule may end at any look.
+    Sizes double from ``_FIRST_LOOK`` up to ``N``. The budget is split with
+    weights halving away from the look nearest ``_PEAK_ERRORS / (1 - target)``
+    rows: the sample at which about ``_PEAK_ERRORS`` disagreements are expected
+    when the cheap model sits near the target, where profiling usually pays to
+    stop. The shares sum to ``error_budget``, so the stopping rule may end at any look.
     """
     sizes: list[int] = []
     size = float(min(_FIRST_LOOK, n_total))
@@ -103,7 +107,9 @@ def look_schedule(n_total: int, error_budget: float) -> list[tuple[int, float]]:
         if n >= n_total:
             break
         size *= _LOOK_GROWTH
-    weights = np.array([0.5 ** abs(i - len(sizes) // 2) for i in range(len(sizes))])
+    peak_size = _PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9)
+    peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
+    weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
     shares = error_budget * weights / weights.sum()
     return [(n, float(a)) for n, a in zip(sizes, shares)]
 
@@ -190,7 +196,7 @@ def certify_cascade(
     rank_of = np.empty(n_total, dtype=int)
     rank_of[order] = np.arange(n_total)
     budget = disagreement_budget(n_total, accuracy_target)
-    looks = list(schedule) if schedule is not None else look_schedule(n_total, error_budget)
+    looks = list(schedule) if schedule is not None else cascade_looks(n_total, error_budget, accuracy_target)
     cutoffs = [error_cutoff(n_total, n, budget, a) for n, a in looks]
     draw = rng.permutation(n_total)
 

@@ -98,3 +98,14 @@ def test_nan_confidence_is_refused_with_a_clear_error():
             np.array([0.9, np.nan]), lambda p: np.ones(len(p), bool), accuracy_target=0.9, error_budget=0.1,
             rng=np.random.default_rng(0),
         )
+
+
+def test_high_target_on_few_rows_keeps_nothing_rather_than_guessing():
+    data = simulate_dataset("unrelated", 300, 0.9, np.random.default_rng(2))
+    result = certify_cascade(
+        data.confidence, lambda p: data.agrees[p], accuracy_target=0.99, error_budget=0.01, rng=np.random.default_rng(0)
+    )
+    assert (result.kept & ~data.agrees).sum() <= result.budget
+    option = result.option("cheap")
+    assert option.keeps(1.0) == (result.threshold <= 1.0) and not option.keeps(None) and not option.keeps(float("nan"))
+    assert option.to_dict()["model"] == "cheap"

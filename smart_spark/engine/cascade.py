@@ -148,6 +148,25 @@ def _tie_safe_prefix(sorted_conf: np.ndarray, prefix: int) -> int:
 
 
 @dataclass(frozen=True)
+class CascadeOption:
+    """A planner option: ``model``'s answer is kept at confidence >= ``threshold``, else escalated.
+
+    What the apply phase needs per row (and what MLflow should log): keep the
+    cheap answer only at or above the threshold; a missing confidence escalates.
+    """
+
+    model: str
+    threshold: float
+    kept_share: float = 0.0  # share of the rows this option kept when it was certified
+
+    def keeps(self, confidence: float | None) -> bool:
+        return confidence is not None and not math.isnan(confidence) and confidence >= self.threshold
+
+    def to_dict(self) -> dict[str, object]:
+        return {"model": self.model, "threshold": self.threshold, "kept_share": self.kept_share}
+
+
+@dataclass(frozen=True)
 class CascadeResult:
     """A certified threshold and what it did on this dataset."""
 
@@ -168,6 +187,10 @@ class CascadeResult:
     @property
     def kept_share(self) -> float:
         return float(self.kept.mean()) if self.kept.size else 0.0
+
+    def option(self, model: str) -> CascadeOption:
+        """The certified (model, threshold) pair for the plan."""
+        return CascadeOption(model=model, threshold=self.threshold, kept_share=self.kept_share)
 
 
 def certify_cascade(
@@ -254,8 +277,9 @@ def _more_looks_pay(
     kept_now = prefix * (1.0 - n_seen / n_total)
     ranks = np.sort(wrong_ranks)
     for (size, _), cutoff in zip(later_looks, later_cutoffs):
-        scaled = cutoff * n_seen / size
-        allowed = int(math.floor(scaled))
+        if cutoff < 0:
+            continue
+        allowed = int(math.floor(cutoff * n_seen / size))
         predicted = n_total if ranks.size <= allowed else int(ranks[allowed])
         predicted = _tie_safe_prefix(sorted_conf, predicted)
         if predicted * (1.0 - size / n_total) > kept_now + 0.5:

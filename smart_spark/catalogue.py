@@ -147,6 +147,8 @@ class ModelSpec:
         data = asdict(self)
         data["input_price_per_1m"] = data.pop("input_price_per_token") * PER_MILLION
         data["output_price_per_1m"] = data.pop("output_price_per_token") * PER_MILLION
+        if not data["top_logprobs"]:
+            del data["top_logprobs"]  # models without log-probabilities keep today's YAML form
         return {k: v for k, v in data.items() if v is not None}
 
 

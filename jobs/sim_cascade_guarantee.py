@@ -31,15 +31,16 @@ def violation_rate(kind: str, n_rows: int, target: float, confidence: float, agr
     kept = 0.0
     for run in range(runs):
         result = certify_cascade(
-            data.confidence,
-            lambda positions: data.agrees[positions],
+            n_rows,
+            lambda positions: (data.confidence[positions], data.agrees[positions]),
             accuracy_target=target,
             error_budget=1.0 - confidence,
             rng=np.random.default_rng(10_000 * seed + run),
         )
-        wrong = int((result.kept & ~data.agrees).sum())
+        kept_rows = result.kept(data.confidence)
+        wrong = int((kept_rows & ~data.agrees).sum())
         violations += (1.0 - wrong / n_rows) < target - 1e-12
-        kept += result.kept_share
+        kept += float(kept_rows.mean())
     return violations / runs, kept / runs
 
 

@@ -13,8 +13,8 @@ from smart_spark.engine.cascade import (
     certify_cascade,
     disagreement_budget,
     error_cutoff,
-    kept_prefix,
     cascade_looks,
+    certified_threshold,
 )
 from smart_spark.engine.cascade_sim import simulate_dataset
 
@@ -50,13 +50,14 @@ def test_exact_violation_probability_over_every_sample_of_a_tiny_population(wron
     cutoff = error_cutoff(n_total, n, budget, alpha)
     assert cutoff >= 0
     wrong = np.zeros(n_total, dtype=bool)
-    wrong[list(wrong_positions)] = True  # rows already in descending-confidence order
+    wrong[list(wrong_positions)] = True
+    confidence = np.linspace(1.0, 0.5, n_total)  # rows in descending-confidence order
     bad = total = 0
     for sample in itertools.combinations(range(n_total), n):
         in_sample = np.zeros(n_total, dtype=bool)
         in_sample[list(sample)] = True
-        prefix = kept_prefix(n_total, np.flatnonzero(wrong & in_sample), cutoff)
-        kept_wrong = int((wrong[:prefix] & ~in_sample[:prefix]).sum())
+        kept = confidence >= certified_threshold(confidence[wrong & in_sample], cutoff)
+        kept_wrong = int((wrong & kept & ~in_sample).sum())
         bad += kept_wrong > budget
         total += 1
     assert bad / total <= alpha
@@ -69,33 +70,43 @@ def test_violation_rate_within_allowance_by_simulation(kind):
     violations = 0
     for run in range(runs):
         result = certify_cascade(
-            data.confidence,
-            lambda positions: data.agrees[positions],
+            data.confidence.size,
+            lambda positions: (data.confidence[positions], data.agrees[positions]),
             accuracy_target=target,
             error_budget=1.0 - confidence,
             rng=np.random.default_rng(run),
         )
-        assert not result.kept[result.sampled].any()  # profiled rows carry the reference's answer
-        assert np.all(data.confidence[result.kept] >= result.threshold)
-        violations += (result.kept & ~data.agrees).sum() > result.budget
+        kept = result.kept(data.confidence)
+        assert not kept[result.sampled].any()  # profiled rows carry the reference's answer
+        assert np.all(data.confidence[kept] >= result.threshold)
+        violations += (kept & ~data.agrees).sum() > result.budget
     allowed = 1.0 - confidence
     assert violations / runs <= allowed + 3 * math.sqrt(allowed * confidence / runs)
 
 
-def test_reference_calls_count_profiled_and_escalated_rows():
-    data = simulate_dataset("calibrated", 400, 0.95, np.random.default_rng(1))
+def _profile(data):
+    return lambda positions: (data.confidence[positions], data.agrees[positions])
+
+
+def test_certified_threshold_is_the_prefix_rule_as_a_threshold():
+    wrong = np.array([0.7, 0.99, 0.8, 0.95])
+    assert certified_threshold(wrong, 1) > 0.95 and certified_threshold(wrong, 1) <= np.nextafter(0.95, 1)
+    assert certified_threshold(wrong, 4) == -math.inf
+    assert certified_threshold(wrong, -1) == math.inf
+
+
+def test_cascade_is_dropped_when_the_cheap_model_costs_more_than_it_keeps():
+    data = simulate_dataset("unrelated", 300, 0.6, np.random.default_rng(5))
     result = certify_cascade(
-        data.confidence, lambda p: data.agrees[p], accuracy_target=0.9, error_budget=0.1, rng=np.random.default_rng(0)
+        300, _profile(data), accuracy_target=0.99, error_budget=0.1, rng=np.random.default_rng(0), cheap_cost_ratio=1 / 16
     )
-    escalated = (data.confidence < result.threshold).sum() - (data.confidence[result.sampled] < result.threshold).sum()
-    assert result.reference_calls == result.sampled.size + escalated
-    assert result.kept.sum() > 0
+    assert not result.uses_cheap_model and not result.kept(data.confidence).any()
 
 
 def test_nan_confidence_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="NaN"):
         certify_cascade(
-            np.array([0.9, np.nan]), lambda p: np.ones(len(p), bool), accuracy_target=0.9, error_budget=0.1,
+            2, lambda p: (np.full(len(p), np.nan), np.ones(len(p), bool)), accuracy_target=0.9, error_budget=0.1,
             rng=np.random.default_rng(0),
         )
 
@@ -103,9 +114,9 @@ def test_nan_confidence_is_refused_with_a_clear_error():
 def test_high_target_on_few_rows_keeps_nothing_rather_than_guessing():
     data = simulate_dataset("unrelated", 300, 0.9, np.random.default_rng(2))
     result = certify_cascade(
-        data.confidence, lambda p: data.agrees[p], accuracy_target=0.99, error_budget=0.01, rng=np.random.default_rng(0)
+        300, _profile(data), accuracy_target=0.99, error_budget=0.01, rng=np.random.default_rng(0)
     )
-    assert (result.kept & ~data.agrees).sum() <= result.budget
+    assert (result.kept(data.confidence) & ~data.agrees).sum() <= result.budget
     option = result.option("cheap")
     assert option.keeps(1.0) == (result.threshold <= 1.0) and not option.keeps(None) and not option.keeps(float("nan"))
     assert option.to_dict()["model"] == "cheap"

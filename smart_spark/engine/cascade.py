@@ -114,37 +114,20 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     return [(n, float(a)) for n, a in zip(sizes, shares)]
 
 
-def kept_prefix(n_total: int, sampled_wrong_rank: np.ndarray, cutoff: int) -> int:
-    """Length of the longest prefix of the confidence order holding at most ``cutoff`` sampled disagreements.
+def certified_threshold(wrong_confidences: np.ndarray, cutoff: int) -> float:
+    """Lowest threshold whose kept rows hold at most ``cutoff`` of the sampled disagreements.
 
-    ``sampled_wrong_rank``: positions in the descending-confidence order of the
-    sampled rows whose cheap answer disagreed with the reference (any order).
+    Keeping ``confidence >= t`` keeps a prefix of the fixed confidence order, so
+    this is the longest prefix holding at most ``cutoff`` of them, as a threshold: just above the
+    ``cutoff + 1``-th most confident sampled disagreement (ties with it are
+    escalated). ``-inf`` keeps everything, ``inf`` nothing.
     """
     if cutoff < 0:
-        return 0
-    ranks = np.sort(sampled_wrong_rank)
-    if ranks.size <= cutoff:
-        return int(n_total)
-    return int(ranks[cutoff])
-
-
-def _prefix_to_threshold(sorted_conf: np.ndarray, prefix: int) -> float:
-    """The confidence threshold that keeps exactly the rows of a tie-respecting prefix."""
-    if prefix <= 0:
         return math.inf
-    if prefix >= sorted_conf.size:
-        return float(sorted_conf[-1])
-    return float(sorted_conf[prefix - 1])
-
-
-def _tie_safe_prefix(sorted_conf: np.ndarray, prefix: int) -> int:
-    """Shrink a prefix so it never splits rows of equal confidence (a threshold keeps all ties)."""
-    if prefix <= 0 or prefix >= sorted_conf.size:
-        return max(prefix, 0)
-    boundary = sorted_conf[prefix]
-    if sorted_conf[prefix - 1] > boundary:
-        return prefix
-    return int(np.searchsorted(-sorted_conf, -boundary, side="left"))
+    ranked = np.sort(np.asarray(wrong_confidences, dtype=float))[::-1]
+    if ranked.size <= cutoff:
+        return -math.inf
+    return float(np.nextafter(ranked[cutoff], math.inf))
 
 
 @dataclass(frozen=True)
@@ -157,7 +140,7 @@ class CascadeOption:
 
     model: str
     threshold: float
-    kept_share: float = 0.0  # share of the rows this option kept when it was certified
+    kept_share: float = 0.0  # estimated share of the rows this option keeps
 
     def keeps(self, confidence: float | None) -> bool:
         return confidence is not None and not math.isnan(confidence) and confidence >= self.threshold
@@ -168,120 +151,121 @@ class CascadeOption:
 
 @dataclass(frozen=True)
 class CascadeResult:
-    """A certified threshold and what it did on this dataset."""
+    """A certified threshold, the profiled rows behind it, and whether the cascade pays."""
 
     threshold: float  # keep the cheap answer when confidence >= threshold (inf: keep none)
-    sampled: np.ndarray  # row positions profiled with the reference, in draw order
-    kept: np.ndarray  # bool per row: unprofiled and confidence >= threshold
+    sampled: np.ndarray  # row positions profiled with the reference (and the cheap model)
+    n_total: int
     cutoff: int
     alpha: float
     looks_used: int
     budget: int
+    estimated_kept_share: float  # of all rows, from the profiled confidences
     look_sizes: list[int] = field(default_factory=list)
 
     @property
-    def reference_calls(self) -> int:
-        """Every reference call: profiled rows plus escalated unprofiled rows."""
-        return int(self.kept.size - self.kept.sum())
+    def uses_cheap_model(self) -> bool:
+        """False when keeping nothing is cheaper: the cheap model then answered only profiled rows."""
+        return self.threshold != math.inf
 
-    @property
-    def kept_share(self) -> float:
-        return float(self.kept.mean()) if self.kept.size else 0.0
+    def kept(self, confidence: np.ndarray) -> np.ndarray:
+        """Per row: unprofiled and at or above the threshold (the cheap answer stands)."""
+        mask = np.asarray(confidence, dtype=float) >= self.threshold
+        mask[self.sampled] = False
+        return mask
 
     def option(self, model: str) -> CascadeOption:
         """The certified (model, threshold) pair for the plan."""
-        return CascadeOption(model=model, threshold=self.threshold, kept_share=self.kept_share)
+        return CascadeOption(model=model, threshold=self.threshold, kept_share=self.estimated_kept_share)
 
 
 def certify_cascade(
-    confidence: np.ndarray,
-    cheap_agrees: Callable[[np.ndarray], np.ndarray],
+    n_total: int,
+    profile: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     *,
     accuracy_target: float,
     error_budget: float,
     rng: np.random.Generator,
+    cheap_cost_ratio: float = 0.0,
     schedule: Sequence[tuple[int, float]] | None = None,
 ) -> CascadeResult:
     """Profile in looks, certify the lowest safe threshold, stop when more looks do not pay.
 
-    ``confidence``: the cheap model's confidence for every row (already paid).
-    ``cheap_agrees(positions)``: asks the reference for those rows (paid) and returns
-    whether the cheap answer equals the reference's, one bool per position.
+    ``profile(positions)`` pays the cheap model and the reference for those rows
+    and returns (cheap confidence, cheap answer equals the reference's) per row.
+    ``cheap_cost_ratio``: the cheap model's cost per row over the reference's;
+    with it, the cascade is dropped (threshold ``inf``) when running the cheap
+    model on the unprofiled rows is expected to cost more than it keeps, which
+    the promise allows since it holds for every threshold, "keep nothing" included.
     """
-    conf = np.asarray(confidence, dtype=float)
-    n_total = int(conf.size)
-    if n_total == 0:
+    if n_total < 1:
         raise ValueError("certify_cascade needs at least one row")
-    if np.isnan(conf).any():
-        raise ValueError("confidence has NaN values; a row without confidence must be escalated")
-    order = np.argsort(-conf, kind="stable")
-    sorted_conf = conf[order]
-    rank_of = np.empty(n_total, dtype=int)
-    rank_of[order] = np.arange(n_total)
     budget = disagreement_budget(n_total, accuracy_target)
     looks = list(schedule) if schedule is not None else cascade_looks(n_total, error_budget, accuracy_target)
     cutoffs = [error_cutoff(n_total, n, budget, a) for n, a in looks]
     draw = rng.permutation(n_total)
-
-    sampled_wrong: list[int] = []
+    confidences = np.empty(0)
+    agreements = np.empty(0, dtype=bool)
     seen = 0
-    best = (0, -1, looks[0][1], 0)  # (prefix, cutoff, alpha, look index)
     for look, ((size, alpha), cutoff) in enumerate(zip(looks, cutoffs)):
         fresh = draw[seen:size]
-        agrees = np.asarray(cheap_agrees(fresh), dtype=bool)
-        if agrees.shape != fresh.shape:
-            raise ValueError(f"cheap_agrees returned {agrees.shape}, expected {fresh.shape}")
-        sampled_wrong.extend(rank_of[fresh[~agrees]].tolist())
+        conf, agrees = (np.asarray(x) for x in profile(fresh))
+        if conf.shape != fresh.shape or agrees.shape != fresh.shape:
+            raise ValueError(f"profile returned shapes {conf.shape}/{agrees.shape}, expected {fresh.shape}")
+        if np.isnan(conf.astype(float)).any():
+            raise ValueError("confidence has NaN values; a row without confidence must be escalated")
+        confidences = np.concatenate([confidences, conf.astype(float)])
+        agreements = np.concatenate([agreements, agrees.astype(bool)])
         seen = size
-        wrong_ranks = np.asarray(sampled_wrong, dtype=int)
-        prefix = _tie_safe_prefix(sorted_conf, kept_prefix(n_total, wrong_ranks, cutoff))
-        best = (prefix, cutoff, alpha, look)
-        if not _more_looks_pay(
-            sorted_conf, wrong_ranks, prefix, size, n_total, looks[look + 1 :], cutoffs[look + 1 :]
+        wrong = confidences[~agreements]
+        threshold = certified_threshold(wrong, cutoff)
+        value = _net_saving(confidences, threshold, size, n_total, cheap_cost_ratio)
+        later = zip(looks[look + 1 :], cutoffs[look + 1 :])
+        if not any(
+            _net_saving(confidences, certified_threshold(wrong, _scaled(c, size, n)), n, n_total, cheap_cost_ratio)
+            > value + 0.5
+            for (n, _), c in later
         ):
             break
-    prefix, cutoff, alpha, look = best
-    sampled = draw[:seen]
-    kept = np.zeros(n_total, dtype=bool)
-    kept[order[:prefix]] = True
-    kept[sampled] = False
+    if _net_saving(confidences, threshold, seen, n_total, cheap_cost_ratio, use=True) <= _net_saving(
+        confidences, threshold, seen, n_total, cheap_cost_ratio, use=False
+    ):
+        threshold = math.inf
+    kept_share = float(np.mean(confidences >= threshold)) * (1.0 - seen / n_total)
     return CascadeResult(
-        threshold=_prefix_to_threshold(sorted_conf, prefix),
-        sampled=sampled,
-        kept=kept,
+        threshold=threshold,
+        sampled=draw[:seen],
+        n_total=n_total,
         cutoff=cutoff,
         alpha=alpha,
         looks_used=look + 1,
         budget=budget,
+        estimated_kept_share=kept_share,
         look_sizes=[n for n, _ in looks],
     )
 
 
-def _more_looks_pay(
-    sorted_conf: np.ndarray,
-    wrong_ranks: np.ndarray,
-    prefix: int,
-    n_seen: int,
-    n_total: int,
-    later_looks: Sequence[tuple[int, float]],
-    later_cutoffs: Sequence[int],
-) -> bool:
-    """Whether a later look is predicted to keep more rows than stopping now.
+def _scaled(cutoff: int, n_seen: int, n_later: int) -> int:
+    """Plug-in prediction: the later look's cutoff in units of today's sample."""
+    return -1 if cutoff < 0 else int(math.floor(cutoff * n_seen / n_later))
 
-    Plug-in prediction: sampled disagreements scale with the sample size. Kept
-    rows now: the prefix minus its profiled rows; at a later look of ``n`` rows
-    the prefix shrinks by the expected share of it profiled.
+
+def _net_saving(
+    confidences: np.ndarray,
+    threshold: float,
+    n_sampled: int,
+    n_total: int,
+    cheap_ratio: float,
+    use: bool | None = None,
+) -> float:
+    """Expected saving, in reference calls, against the reference on every row.
+
+    Kept rows are estimated from the profiled confidences. Costs charged: the
+    cheap model on profiled rows, and on the unprofiled rows when the cascade is
+    used (``use=None``: whichever of using it or not saves more).
     """
-    if not later_looks:
-        return False
-    kept_now = prefix * (1.0 - n_seen / n_total)
-    ranks = np.sort(wrong_ranks)
-    for (size, _), cutoff in zip(later_looks, later_cutoffs):
-        if cutoff < 0:
-            continue
-        allowed = int(math.floor(cutoff * n_seen / size))
-        predicted = n_total if ranks.size <= allowed else int(ranks[allowed])
-        predicted = _tie_safe_prefix(sorted_conf, predicted)
-        if predicted * (1.0 - size / n_total) > kept_now + 0.5:
-            return True
-    return False
+    remaining = n_total - n_sampled
+    kept = float(np.mean(confidences >= threshold)) * remaining if confidences.size else 0.0
+    with_cascade = kept - cheap_ratio * remaining
+    chosen = max(with_cascade, 0.0) if use is None else (with_cascade if use else 0.0)
+    return chosen - cheap_ratio * n_sampled

@@ -9,8 +9,8 @@ equal the reference's.
 
 Why the bound holds whatever threshold is picked (the argument in full is in
 ``GUARANTEE`` below and in the README): the rows kept at any threshold form a
-prefix of the rows in descending confidence order, a fixed order since the
-confidences are known for every row before anything is sampled. Let ``B`` be
+prefix of the rows in descending confidence order, a fixed order since each
+row's confidence is a fixed property of the row (it need not be paid for yet). Let ``B`` be
 the number of disagreements the target allows and ``S`` the uniform random
 sample profiled with the reference (those rows get the reference's answer).
 We keep the largest prefix whose *sampled* disagreements number at most ``c``.
@@ -20,9 +20,9 @@ in ``S``: a single hypergeometric event, ``P[Hyp(N, B+c+1, n) <= c]``, which
 ``c`` is chosen to keep at most ``alpha``. One event covers every threshold at
 once, so choosing the threshold from the data (any score, no grid) costs no
 multiplicity. Profiling proceeds in looks whose sizes and error shares are
-fixed from ``N`` alone before anything is seen; a union bound over looks
+fixed from ``N`` and the target before anything is seen; a union bound over looks
 (``sum alpha_k = 1 - confidence``) makes any stopping rule valid, so we stop
-when a further look is not predicted to keep more rows.
+when a further look is not predicted to save more (cheap calls included).
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ grid, no multiplicity). Look sizes n_1 < n_2 < ... and shares alpha_k are fixed 
 before sampling, sum alpha_k = 1 - confidence; by the union bound the promise fails
 with probability at most 1 - confidence whichever look the (data-dependent) stopping
 rule ends at. Profiled rows carry the reference's answer, so they never disagree.
+The order only has to exist, not be known: a row's confidence is a fixed property
+of the row (temperature 0, the answer stored once paid), so the cheap model is paid
+on profiled rows only until the plan decides to use the cascade, and the threshold
+is read off the sampled disagreements' confidences. Dropping the cascade ("keep
+nothing", the empty prefix) is one of the covered choices, so deciding it from the
+sample costs nothing either.
 """
 
 

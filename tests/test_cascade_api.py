@@ -116,3 +116,33 @@ def test_simulated_server_sends_openai_logprobs_shape():
             results = llm.complete_batch("cheap", [f"item {i}" for i in range(20)])
     for i, result in enumerate(results):
         assert result.confidence == pytest.approx(backend.confidence_for("cheap", f"item {i}"), rel=1e-9)
+
+
+def test_cascade_through_client_and_replay_server_matches_the_array_path(court_replay):
+    """End to end without Spark: the certificate paid through HTTP equals the one on the arrays."""
+    from smart_spark.engine.cascade import certify_cascade
+    from smart_spark.engine.cascade_data import load_dataset
+    from smart_spark.engine.cascade_source import cascade_profile
+
+    data = load_dataset(COURT)
+    with StandInServer(ReplayBackend.from_csv(court_replay)) as server:
+        with LLMClient(with_base_url(_catalogue(2), server.base_url), ["yes", "no"], timeout=5.0) as llm:
+
+            def answer_source(model, positions):
+                return llm.complete_batch(model, [data.ids[p] for p in positions])
+
+            over_http = certify_cascade(
+                len(data.ids), cascade_profile(answer_source, "cheap", "reference"),
+                accuracy_target=0.9, error_budget=0.1, rng=np.random.default_rng(3), cheap_cost_ratio=1 / 16,
+            )
+            counts = server.counters()
+    on_arrays = certify_cascade(
+        len(data.ids), lambda p: (data.confidence[p], data.agrees[p]),
+        accuracy_target=0.9, error_budget=0.1, rng=np.random.default_rng(3), cheap_cost_ratio=1 / 16,
+    )
+    assert over_http.threshold == pytest.approx(on_arrays.threshold, rel=1e-12)
+    assert np.array_equal(over_http.sampled, on_arrays.sampled)
+    kept = over_http.kept(data.confidence)
+    assert 1.0 - (kept & ~data.agrees).sum() / kept.size >= 0.9
+    # only profiled rows were paid, to both models (the cheap model on the rest only when applied)
+    assert counts["reference"]["answered"] == counts["cheap"]["answered"] == over_http.sampled.size

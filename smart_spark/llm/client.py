@@ -32,6 +32,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
+from smart_spark.llm.confidence import label_confidence
 from smart_spark.llm.labels import normalise_label
 from smart_spark.llm.loop import LoopThread
 from smart_spark.llm.failures import classify_failure
@@ -64,6 +65,7 @@ class CallResult:
     cost: float
     error: str | None
     attempts: int
+    confidence: float | None = None  # label confidence from log-probabilities (catalogue top_logprobs)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +85,7 @@ class _Outcome:
     retry_after: float | None = None
     retry_limit: int | None = None  # fewer retries than max_retries for this failure (e.g. refused)
     max_delay: float | None = None  # shorter backoff cap for this failure
+    token_logprobs: Any = None
 
 
 class LLMClient:
@@ -252,7 +255,10 @@ class LLMClient:
             if outcome.error is None:
                 label = normalise_label(outcome.raw, self.labels)
                 cost = spec.cost(prompt_tokens, completion_tokens, requests=charged)
-                return CallResult(spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts)
+                confidence = label_confidence(outcome.token_logprobs, label, self.labels)
+                return CallResult(
+                    spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts, confidence
+                )
             error = outcome.error
             retries = self.max_retries if outcome.retry_limit is None else min(self.max_retries, outcome.retry_limit)
             if not outcome.retryable or attempts > retries:
@@ -272,6 +278,8 @@ class LLMClient:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": prompt})
         body = {"model": spec.name, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        if spec.top_logprobs:
+            body.update(logprobs=True, top_logprobs=spec.top_logprobs)
         try:
             # The SDK's generic post() with a plain JSON body: chat.completions.create()
             # spends ~1.5 ms of CPU per call converting typed params, which would cap
@@ -314,6 +322,8 @@ class LLMClient:
             outcome.error = f"response from {spec.name} has no message content"
             return outcome
         outcome.raw = content
+        logprobs = getattr(response.choices[0], "logprobs", None)
+        outcome.token_logprobs = getattr(logprobs, "content", None) if logprobs is not None else None
         return outcome
 
     def _redact(self, text: str | None) -> str | None:

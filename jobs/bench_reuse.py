@@ -40,7 +40,7 @@ from smart_spark.engine.confirm import (
 from smart_spark.engine.engine import SmartEngine
 from smart_spark.engine.plan import Plan, stable_unit_hash
 from smart_spark.engine.profiler import AnswerArrays
-from smart_spark.engine.simulation import SimDataset, SimModel, make_population
+from smart_spark.paper.simulation import SimDataset, SimModel, make_population
 
 OVERRULING_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "overruling_12llm.csv"
 REFERENCE = "gpt-4"

@@ -14,6 +14,11 @@ YAML shape (prices per 1M tokens, as providers publish them)::
         base_url: https://api.openai.com/v1   # optional
         api_key_env: OPENAI_API_KEY   # optional: the NAME of the env var
         max_concurrency: 16           # optional
+        preflight: models             # optional: how the free pre-run check reaches the model
+                                      # (models: GET /models lists it; request: one tiny paid
+                                      # chat request; none: only the key is checked)
+        top_logprobs: 5               # optional: model returns log-probabilities
+                                      # (asked for, turned into a label confidence)
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ _PRICE_KEYS = {
     "input_price_per_token": ("input_price_per_token", 1.0),
     "output_price_per_token": ("output_price_per_token", 1.0),
 }
-_OTHER_KEYS = {"name", "request_fee", "base_url", "api_key_env", "max_concurrency"}
+PREFLIGHT_MODES = ("models", "request", "none")
+_OTHER_KEYS = {"name", "request_fee", "base_url", "api_key_env", "max_concurrency", "preflight", "top_logprobs"}
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
 
 
 class CatalogueError(ValueError):
@@ -61,6 +68,8 @@ class ModelSpec:
     base_url: str | None = None
     api_key_env: str | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    preflight: str = "models"
+    top_logprobs: int = 0  # > 0: ask for log-probabilities (confidence cascades); 0: model has none
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -75,6 +84,19 @@ class ModelSpec:
             raise CatalogueError(
                 f"model {self.name!r}: max_concurrency must be an integer >= 1, "
                 f"got {self.max_concurrency!r}"
+            )
+        if self.preflight not in PREFLIGHT_MODES:
+            raise CatalogueError(
+                f"model {self.name!r}: preflight must be one of {list(PREFLIGHT_MODES)}, got {self.preflight!r}"
+            )
+        if (
+            isinstance(self.top_logprobs, bool)
+            or not isinstance(self.top_logprobs, int)
+            or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS
+        ):
+            raise CatalogueError(
+                f"model {self.name!r}: top_logprobs must be an integer in 0..{MAX_TOP_LOGPROBS}, "
+                f"got {self.top_logprobs!r}"
             )
         if self.api_key_env is not None and not _looks_like_env_var_name(self.api_key_env):
             # Refuse anything that is not an env var *name*: a pasted key must not
@@ -125,6 +147,8 @@ class ModelSpec:
             base_url=entry.get("base_url"),
             api_key_env=entry.get("api_key_env"),
             max_concurrency=int(entry.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+            preflight=entry.get("preflight", "models"),
+            top_logprobs=entry.get("top_logprobs", 0),
             **prices,
         )
 
@@ -133,6 +157,10 @@ class ModelSpec:
         data = asdict(self)
         data["input_price_per_1m"] = data.pop("input_price_per_token") * PER_MILLION
         data["output_price_per_1m"] = data.pop("output_price_per_token") * PER_MILLION
+        if data["preflight"] == "models":
+            del data["preflight"]  # the default; older readers do not know the key
+        if not data["top_logprobs"]:
+            del data["top_logprobs"]  # models without log-probabilities keep today's YAML form
         return {k: v for k, v in data.items() if v is not None}
 
 

@@ -40,7 +40,7 @@ from smart_spark.engine.confirm import (
 from smart_spark.engine.engine import SmartEngine
 from smart_spark.engine.plan import Plan, stable_unit_hash
 from smart_spark.engine.profiler import AnswerArrays
-from smart_spark.engine.simulation import SimDataset, SimModel, make_population
+from smart_spark.paper.simulation import SimDataset, SimModel, make_population
 
 OVERRULING_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "overruling_12llm.csv"
 REFERENCE = "gpt-4"
@@ -101,9 +101,8 @@ def route_realised(plan: Plan, dataset: SimDataset, flags: np.ndarray, remaining
     index = {m.name: i for i, m in enumerate(dataset.candidates)}
     cost_of = {m.name: m.unit_cost for m in dataset.models}
     ordered = sorted(plan.fractions)
-    edges = np.cumsum([plan.fractions[m] for m in ordered])
     u = np.fromiter((stable_unit_hash(f"{salt}:{item}", plan.seed) for item in remaining), float, len(remaining))
-    chosen = np.minimum(np.searchsorted(edges, u, side="right"), len(ordered) - 1)
+    chosen = plan.route_units(u)
     agreements, cost = 0, 0.0
     for k, model in enumerate(ordered):
         items = remaining[chosen == k]

@@ -27,7 +27,7 @@ from smart_spark.engine.confirm import (
 )
 from smart_spark.engine.plan import Plan
 from smart_spark.engine.profiler import AnswerArrays
-from smart_spark.engine.simulation import SimDataset, SimModel
+from smart_spark.paper.simulation import SimDataset, SimModel
 
 CONFIG = SmartConfig(0.9, 0.95, "mix", seed=7, batch_size=4096)
 RUNS = 300  # per day-2 setting here; jobs/bench_reuse.py runs 1,000 and more

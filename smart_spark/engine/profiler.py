@@ -61,6 +61,10 @@ ProgressCallback = Callable[[dict], None]
 #: Below this many items per pilot item there is too little left to save on.
 _MIN_ITEMS_PER_PILOT_ITEM = 4
 _PILOT_MIN, _PILOT_MAX = 20, 200
+#: A pilot costing more than this share of the reference-only cost runs in steps.
+_SEQUENTIAL_PILOT_SHARE = 0.08
+#: Where the sequential pilot stops to decide, as fractions of the pilot size.
+_PILOT_STEPS = (0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,14 @@ class Profile:
                 lines.append(f"  {s.model:<28} reference")
                 continue
             if not s.n and not s.pilot_n:
-                lines.append(f"  {s.model:<28} not profiled: {self.reason or 'never called'}")
+                why = self.reason or "priced out before the pilot (its pilot calls could not pay back)"
+                lines.append(f"  {s.model:<28} not profiled: {why}")
+                continue
+            if not s.n:
+                lines.append(
+                    f"  {s.model:<28} {s.status:<9} not confirmed: pilot agreement {s.agreement_rate:6.3f} "
+                    f"on {s.pilot_n} pilot items (no bound), unit cost ${s.unit_cost:.6f}"
+                )
                 continue
             lines.append(
                 f"  {s.model:<28} {s.status:<9} agreement {s.agreement_rate:6.3f} "
@@ -263,9 +274,9 @@ class Profiler:
             return self._profile(n_total, {}, _Tally([]), _Tally([]), 0, 0, reason=reason)
 
         pilot = _Tally(self.candidates)
-        self._stage("pilot", range(0, pilot_size), self.candidates, pilot)
+        active = self._pilot(n_total, pilot_size, limit, pilot)
         max_more = limit - pilot_size
-        decision = self._decide(n_total, pilot, max_more)
+        decision = self._decide(n_total, pilot, max_more, active)
         logger.info(
             "SMART pilot done on %d items: confirming %s on about %d more items",
             pilot_size, sorted(decision.alphas) or "nothing", decision.size,
@@ -274,6 +285,38 @@ class Profiler:
         weight = self._confirm(n_total, pilot, confirm, decision, pilot_size, max_more)
         done = len(self._positions) - pilot_size
         return self._profile(n_total, decision.alphas, pilot, confirm, pilot_size, done, weight)
+
+    def _pilot(self, n_total: int, pilot_size: int, limit: int, pilot: _Tally) -> list[str]:
+        """Run the pilot; return the candidates still in it at the end.
+
+        Where the pilot is a noticeable part of what the reference alone would
+        cost (small N: more than ``_SEQUENTIAL_PILOT_SHARE`` of it), it runs in
+        steps (``_PILOT_STEPS``, fractions of its size), and after each the pays-off rule, on the counts
+        so far, keeps only the models it would confirm; when it would confirm
+        none, the pilot stops. These choices look only at pilot data, so they
+        cannot bias the confirmation bounds; they only stop paying for
+        models that cannot pay back.
+        """
+        active = list(self.candidates)
+        prices = self.prices
+        sequential = bool(prices) and pilot_size * sum(prices[m] for m in active) > (
+            _SEQUENTIAL_PILOT_SHARE * n_total * prices.get(self.reference, math.inf)
+        )
+        edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if sequential else (1.0,))})
+        done = 0
+        for edge in edges:
+            if edge > done:
+                self._stage("pilot", range(done, edge), active, pilot)
+                done = edge
+            if edge < pilot_size:
+                keep = self._decide(n_total, pilot, limit - done, active).alphas
+                dropped = [m for m in active if m not in keep]
+                if dropped:
+                    logger.info("SMART pilot: dropping %s after %d items (cannot pay back)", dropped, done)
+                active = [m for m in active if m in keep]
+                if not active:
+                    break
+        return active
 
     def _worth_piloting(self, n_total: int, pilot_size: int) -> list[str]:
         """Candidates whose pilot calls could be paid back, given the prices known up front.
@@ -380,10 +423,10 @@ class Profiler:
             self._ref_raws.extend(ref.raws)
             self._ref_errors.extend(ref.errors)
 
-    def _decide(self, n_total: int, pilot: _Tally, max_more: int) -> Confirmation:
+    def _decide(self, n_total: int, pilot: _Tally, max_more: int, models: list[str]) -> Confirmation:
         summary = PilotSummary(
             **self._run_state(n_total),
-            counts={m: (pilot.n[m], pilot.k[m]) for m in self.candidates},
+            counts={m: (pilot.n[m], pilot.k[m]) for m in models},
             max_more=max_more,
         )
         return decide_confirmation(summary, self.config.method)

@@ -7,6 +7,9 @@ proxy or Databricks serving endpoints alike. It owns the things a Spark job
 must control itself rather than leave to the SDK:
 
 * a per-model concurrency limit;
+* pacing under the account's ``rpm`` / ``tpm`` (catalogue), at ``rate_share`` of
+  it per client, following the provider's ``x-ratelimit-*`` and ``Retry-After``
+  headers for every call when it is tighter (:mod:`smart_spark.llm.ratelimit`);
 * retries (counted, with backoff + jitter, honouring ``Retry-After``) -- the
   SDK's own retries are switched off so every HTTP call is accounted for;
 * a per-request timeout;
@@ -29,11 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import openai
+from openai._constants import RAW_RESPONSE_HEADER  # what the SDK's with_raw_response sets
 from openai.types.chat import ChatCompletion
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
 from smart_spark.llm.labels import normalise_label
 from smart_spark.llm.loop import LoopThread
+from smart_spark.llm.ratelimit import RateLimiter, estimate_request_tokens
 from smart_spark.llm.retry import backoff_delay, is_retryable_status, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 # Sent when a spec names no key variable: local servers (vLLM, the stand-in) ignore it,
 # but the SDK refuses to start without some key.
 PLACEHOLDER_API_KEY = "not-needed"
+# Asks the SDK for the raw response too, so the rate-limit headers of a 200 are read.
+_WITH_HEADERS = {"headers": {RAW_RESPONSE_HEADER: "true"}}
 _REDACTED = "[REDACTED]"
 
 
@@ -105,6 +112,7 @@ class LLMClient:
         spend_cap: float | None = None,
         concurrency: int | None = None,
         system_prompt: str | None = None,
+        rate_share: float = 1.0,
     ) -> None:
         if not isinstance(catalogue, ModelCatalogue):
             raise TypeError(f"catalogue must be a ModelCatalogue, got {type(catalogue).__name__}")
@@ -116,6 +124,8 @@ class LLMClient:
             raise ValueError(f"spend_cap must be >= 0 USD, got {spend_cap!r}")
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+        if not 0 < rate_share <= 1:
+            raise ValueError(f"rate_share (1 / clients calling at once) must be in (0, 1], got {rate_share!r}")
         self.catalogue = catalogue
         self.labels = tuple(labels)
         normalise_label("", self.labels)  # fails now, not per answer, on labels that collide
@@ -127,6 +137,8 @@ class LLMClient:
         self.spend_cap = spend_cap
         self.concurrency = concurrency
         self.system_prompt = system_prompt
+        self.rate_share = rate_share
+        self._limiters: dict[str, RateLimiter] = {}
         self._spent = 0.0
         self._rng = random.Random()
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -146,6 +158,7 @@ class LLMClient:
             "spend_cap": self.spend_cap,
             "concurrency": self.concurrency,
             "system_prompt": self.system_prompt,
+            "rate_share": self.rate_share,
         }
 
     def __getstate__(self) -> dict[str, Any]:
@@ -225,6 +238,14 @@ class LLMClient:
             self._semaphores[spec.name] = semaphore
         return semaphore
 
+    def limiter(self, model: str) -> RateLimiter:
+        """The pacing of ``model``'s calls (shared by all of this client's batches)."""
+        limiter = self._limiters.get(model)
+        if limiter is None:
+            spec = self.catalogue.require(model, role="model")
+            limiter = self._limiters[model] = RateLimiter(spec.rpm, spec.tpm, share=self.rate_share)
+        return limiter
+
     def _cap_reached(self) -> bool:
         return self.spend_cap is not None and self._spent >= self.spend_cap
 
@@ -239,6 +260,9 @@ class LLMClient:
                     stop = f"spend cap of {self.spend_cap:g} USD reached; not called"
                     error = stop if error is None else f"{stop} again after: {error}"
                     break
+                await self.limiter(spec.name).acquire(
+                    estimate_request_tokens(len(prompt) + len(self.system_prompt or ""), self.max_tokens)
+                )
                 attempts += 1
                 outcome = await self._attempt(sdk, spec, prompt)
             if outcome.charged:
@@ -272,10 +296,14 @@ class LLMClient:
             # spends ~1.5 ms of CPU per call converting typed params, which would cap
             # one Python worker near 200 calls/s. The request and parsed response are
             # the same Chat Completions ones.
-            response = await asyncio.wait_for(
-                sdk.post("/chat/completions", body=body, cast_to=ChatCompletion), timeout=self.timeout
+            raw_response = await asyncio.wait_for(
+                sdk.post("/chat/completions", body=body, cast_to=ChatCompletion, options=_WITH_HEADERS),
+                timeout=self.timeout,
             )
+            self.limiter(spec.name).observe(raw_response.headers)
+            response = raw_response.parse()
         except openai.APIStatusError as exc:
+            self._follow_provider_limits(spec, exc)
             return _Outcome(
                 error=f"HTTP {exc.status_code} from {spec.name}: {_error_message(exc)}",
                 retryable=is_retryable_status(exc.status_code),
@@ -288,6 +316,13 @@ class LLMClient:
         except ValueError as exc:  # a 200 whose body is not JSON
             return _Outcome(error=f"malformed response from {spec.name}: {type(exc).__name__}", retryable=True)
         return self._read(spec, response)
+
+    def _follow_provider_limits(self, spec: ModelSpec, exc: openai.APIStatusError) -> None:
+        """A refusal slows every call to the model, not only the refused one."""
+        limiter = self.limiter(spec.name)
+        limiter.observe(exc.response.headers)
+        if exc.status_code == 429:
+            limiter.hold(retry_after_seconds(exc.response.headers) or 0.0)
 
     def _read(self, spec: ModelSpec, response: Any) -> _Outcome:
         """Answer text and usage of a 200 response (or why it is unusable)."""

@@ -14,7 +14,8 @@ CLI::
     python -m smart_spark.testing.server --port 8000 --simulate conf/simulated_models.yaml --rpm 6000 --tpm 2000000
 
 ``rpm`` / ``tpm`` enforce per-model account limits as OpenAI does (see
-:mod:`smart_spark.testing.rate_limits`).
+:mod:`smart_spark.testing.rate_limits`); ``/v1/files`` and ``/v1/batches`` are
+OpenAI's Batch API (see :mod:`smart_spark.testing.batch_api`).
 
 The stdlib threading server with HTTP/1.1 keep-alive sustains several hundred
 requests/s with 100 ms latency on two cores (see jobs/bench_client.py), which
@@ -38,6 +39,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from smart_spark.catalogue import ModelCatalogue
+from smart_spark.testing.batch_api import BatchAPI, BatchConfig
 from smart_spark.testing.backends import Answer, Backend, BackendError, ReplayBackend, SimulatedBackend
 from smart_spark.testing.counters import RequestCounters
 from smart_spark.testing.faults import Fault, FaultConfig, FaultInjector
@@ -67,6 +69,7 @@ class StandInServer:
         rpm: float | None = None,
         tpm: float | None = None,
         rate_window_s: float = 1.0,
+        batch: BatchConfig | None = None,
     ) -> None:
         if latency_s < 0:
             raise ValueError(f"latency_s must be >= 0, got {latency_s!r}")
@@ -77,6 +80,7 @@ class StandInServer:
         self._injector = FaultInjector(self.faults, seed)
         self.limits = AccountLimits(rpm, tpm, window_s=rate_window_s)
         self._counters = RequestCounters()
+        self.batch_api = BatchAPI(backend, self._counters, self._completion_body, batch)
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
         self._connections: set[socket.socket] = set()
@@ -274,7 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent: per-request logging would dominate the server's CPU."""
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == _MODELS_PATH:
+        if self.server.owner.batch_api.handles(self.path):
+            self._send(*self.server.owner.batch_api.get(self.path))
+        elif self.path.rstrip("/") == _MODELS_PATH:
             self._send(200, {}, self.server.owner._models_body())
         else:
             self._send(*_error(404, f"Unknown path {self.path}", "unknown_url"))
@@ -282,6 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self.server.owner.batch_api.handles(self.path):
+            self._send(*self.server.owner.batch_api.post(self.path, self.headers.get("Content-Type", ""), raw))
+            return
         if self.path.rstrip("/") != _COMPLETIONS_PATH:
             self._send(*_error(404, f"Unknown path {self.path}", "unknown_url"))
             return
@@ -373,6 +382,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rpm", type=_positive, default=None, help="requests per minute per model (429 above)")
     parser.add_argument("--tpm", type=_positive, default=None, help="tokens per minute per model (429 above)")
     parser.add_argument("--rate-window", type=_positive, default=1.0, help="seconds over which rpm/tpm are enforced")
+    parser.add_argument("--batch-delay", type=float, default=0.5, help="seconds until a Batch API batch completes")
+    parser.add_argument("--batch-fail-every", type=int, default=0, help="every n-th line of a batch fails (0: none)")
+    parser.add_argument("--batch-outcome", choices=("completed", "failed", "expired"), default="completed")
     args = parser.parse_args(argv)
     if args.catalogue and not args.replay:
         parser.error("--catalogue only applies to --replay")
@@ -398,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = StandInServer(
         backend, faults=faults, latency_s=args.latency, host=args.host, port=args.port, seed=args.seed,
         rpm=args.rpm, tpm=args.tpm, rate_window_s=args.rate_window,
+        batch=BatchConfig(args.batch_delay, args.batch_fail_every, args.batch_outcome),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

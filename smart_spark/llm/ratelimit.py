@@ -24,6 +24,11 @@ call of the process, not only the one that was refused:
 * ``x-ratelimit-remaining-*`` at 0: nothing is sent until ``x-ratelimit-reset-*``
   (at most one interval of the account's rate);
 * a 429's ``Retry-After``: nothing is sent for that long.
+
+The share reaches the Spark tasks as a local property of the job
+(:func:`set_spark_rate_share` on the driver, in the thread that runs the
+action; :func:`spark_task_share` in the task), so every client built in a
+task paces itself without the share being threaded through each layer.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ import math
 import re
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 #: Seconds of paced traffic a bucket may accumulate while idle.
 DEFAULT_BURST_S = 0.1
 #: Longest pause a ``remaining: 0`` header causes (the reset header may name a whole minute).
 _MAX_HEADER_HOLD_S = 1.0
+
+#: Spark local property carrying ``1 / tasks running at once`` to the tasks of a job.
+RATE_SHARE_PROPERTY = "smart_spark.rateShare"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -63,6 +71,37 @@ def parse_duration(value: str | None) -> float | None:
     if not parts or "".join(number + unit for number, unit in parts) != value:
         return None
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def set_spark_rate_share(spark_context: Any, tasks_at_once: int) -> float:
+    """Driver side: tasks of the jobs this thread starts next each pace to ``1 / tasks_at_once``."""
+    if tasks_at_once < 1:
+        raise ValueError(f"tasks_at_once must be >= 1, got {tasks_at_once!r}")
+    share = 1.0 / tasks_at_once
+    spark_context.setLocalProperty(RATE_SHARE_PROPERTY, repr(share))
+    return share
+
+
+def tasks_at_once(spark_context: Any, partitions: int) -> int:
+    """How many of a stage's ``partitions`` tasks run at the same time: at most one per task slot."""
+    cpus_per_task = int(spark_context.getConf().get("spark.task.cpus", "1"))
+    slots = max(int(spark_context.defaultParallelism) // max(cpus_per_task, 1), 1)
+    return max(min(partitions, slots), 1)
+
+
+def spark_task_share() -> float | None:
+    """Task side: the share the driver set for this job, or None (not in a Spark task, or not set)."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:  # pragma: no cover - pyspark is a dependency, but the client works without it
+        return None
+    context = TaskContext.get()
+    value = context.getLocalProperty(RATE_SHARE_PROPERTY) if context is not None else None
+    try:
+        share = float(value) if value else None
+    except ValueError:
+        return None
+    return share if share is not None and 0 < share <= 1 else None
 
 
 class _Bucket:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = 2
-TOKENS_PER_REQUEST = 30  # prompt (~14 tokens) + max_tokens (16), as the stand-in counts them
+TEXT_FORMAT = "bench item %07d: is this clause overruling?"
 
 
 class PeakRss:
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     if args.rpm:
         ideal = min(ideal, args.rpm / 60.0)
     if args.tpm:
-        ideal = min(ideal, args.tpm / 60.0 / TOKENS_PER_REQUEST)
+        ideal = min(ideal, args.tpm / 60.0 / _tokens_per_request(SmartLLMClassifier(), fixtures.SIM_LABELS))
 
     backend = fixtures.simulated_backend(latency_s=args.latency)
     batch = BatchConfig(completion_delay_s=args.batch_delay)
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
             dataclasses.replace(spec, rpm=args.rpm, tpm=args.tpm, batch_discount=0.5) for spec in catalogue
         ))
         df = spark.range(0, args.rows, numPartitions=TASKS).select(
-            F.col("id"), F.format_string("bench item %07d: is this clause overruling?", "id").alias("text")
+            F.col("id"), F.format_string(TEXT_FORMAT, "id").alias("text")
         )
         # The driver tells the apply tasks their share of the account limit (1 / tasks running at once).
         share = set_spark_rate_share(spark.sparkContext, tasks_at_once(spark.sparkContext, TASKS))
@@ -220,6 +220,17 @@ def main(argv=None) -> int:
     fields["peak_driver_rss_mb"] = f"{memory.peak_bytes / 2**20:.0f}"
     print("RESULT " + " ".join(f"{key}={value}" for key, value in fields.items()), flush=True)
     return 0 if rate / ideal >= args.min_ratio else 1
+
+
+def _tokens_per_request(clf, labels) -> int:
+    """Tokens one apply call counts against ``tpm``, exactly as the stand-in server counts them."""
+    from smart_spark.spark.apply import render_prompt
+    from smart_spark.testing.rate_limits import request_tokens
+
+    prompt = render_prompt(clf.getPromptTemplate(), TEXT_FORMAT % 0, labels)
+    messages = [{"role": "system", "content": clf.getSystemPrompt()}] if clf.getSystemPrompt() else []
+    messages.append({"role": "user", "content": prompt})
+    return request_tokens({"messages": messages, "max_tokens": clf.getMaxTokens()})
 
 
 def _baseline(spark, df, catalogue, labels, args, rate: float) -> None:

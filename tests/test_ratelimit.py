@@ -234,3 +234,14 @@ def test_spark_tasks_pace_to_the_share_the_driver_sets(spark):
     finally:
         sc.setLocalProperty("smart_spark.rateShare", None)
     assert {row.share for row in df.mapInPandas(shares, "share double").collect()} == {1.0}
+
+
+def test_server_cli_refuses_non_positive_limits_and_passes_them_on(capsys):
+    from smart_spark.testing.server import _parse_args
+
+    for flag in ("--rpm", "--tpm"):
+        with pytest.raises(SystemExit):
+            _parse_args(["--simulate", "x.yaml", flag, "0"])
+        assert "must be a number > 0" in capsys.readouterr().err
+    args = _parse_args(["--simulate", "x.yaml", "--rpm", "6000", "--tpm", "1e6", "--batch-fail-every", "3"])
+    assert (args.rpm, args.tpm, args.rate_window, args.batch_fail_every) == (6000, 1e6, 1.0, 3)

@@ -122,3 +122,12 @@ def test_one_key_with_two_prompts_is_refused():
     with StandInServer(BACKEND) as server, _batch_client(server) as client:
         with pytest.raises(ValueError, match="key-00"):
             client.run(MODEL, [BatchRequest("key-00", "a"), BatchRequest("key-00", "b")])
+
+
+def test_a_recorded_batch_the_provider_does_not_know_is_redone_once():
+    records = [{"model": MODEL, "batch_id": "batch_from_elsewhere", "keys": [r.key for r in REQUESTS], "meta": {}}]
+    with StandInServer(BACKEND, batch=BatchConfig(completion_delay_s=0.1)) as server:
+        with _batch_client(server) as client:
+            results = client.run(MODEL, REQUESTS, recorded=records)
+        assert all(r.ok for r in results.values()) and _answered_once(server)
+        assert server.batch_api.created_batches() == []  # answered on-line: the unknown batch is never assumed paid

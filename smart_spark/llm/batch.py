@@ -29,6 +29,7 @@ store's ``answer_key``: equal keys are one request.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -182,9 +183,20 @@ class BatchClient:
             self._collect(spec, submitted, results, failed)
         if failed:
             self._settle_failures(spec, prompts, failed, results)
-        return results
+        return {key: self._redacted(result) for key, result in results.items()}
 
     # ----------------------------------------------------------- internals
+    def _redacted(self, result: CallResult) -> CallResult:
+        """``result`` with any catalogue key removed from its error: provider messages may echo one."""
+        if result.error is None:
+            return result
+        error = result.error
+        for spec in self.catalogue:
+            key = spec.api_key()
+            if key and len(key) >= 4:
+                error = error.replace(key, "[REDACTED]")
+        return result if error == result.error else dataclasses.replace(result, error=error)
+
     def _client(self, spec: ModelSpec) -> openai.OpenAI:
         endpoint = (spec.base_url, spec.api_key_env)
         client = self._sdk.get(endpoint)
@@ -259,6 +271,9 @@ class BatchClient:
                     try:
                         submitted.batch = sdk.batches.retrieve(submitted.batch_id)
                         submitted.status = submitted.batch.status
+                    except openai.NotFoundError:  # e.g. a recorded id from another account or endpoint
+                        submitted.status, submitted.batch = "failed", None
+                        log.warning("batch %s of %s is not known to the provider", submitted.batch_id, spec.name)
                     except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
                         log.warning("polling batch %s: %s (will poll again)", submitted.batch_id, _describe(exc))
             if all(s.status in _TERMINAL_STATUSES for s in waiting) or time.monotonic() >= deadline:
@@ -344,6 +359,8 @@ class BatchClient:
 
 
 def _batch_errors(batch: Any) -> str:
+    if batch is None:
+        return "not known to the provider"
     errors = getattr(getattr(batch, "errors", None), "data", None) or []
     shown = [f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "") for e in errors[:3]]
     return "; ".join(shown) or "no reason given"

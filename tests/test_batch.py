@@ -131,3 +131,22 @@ def test_a_recorded_batch_the_provider_does_not_know_is_redone_once():
             results = client.run(MODEL, REQUESTS, recorded=records)
         assert all(r.ok for r in results.values()) and _answered_once(server)
         assert server.batch_api.created_batches() == []  # answered on-line: the unknown batch is never assumed paid
+
+
+def test_complete_batch_has_the_online_clients_contract_and_resumes_from_recorded_batches():
+    records: list[dict] = []
+    prompts = [r.prompt for r in REQUESTS[:4]] + ["", REQUESTS[0].prompt]  # a blank and a duplicate
+
+    def record(model, batch_id, keys, meta):
+        records.append({"model": model, "batch_id": batch_id, "keys": list(keys), "meta": dict(meta)})
+
+    with StandInServer(BACKEND, batch=BatchConfig(completion_delay_s=0.3)) as server:
+        options = dict(recorder=record, recorded=lambda: list(records))
+        with _batch_client(server, max_wait_s=0.05, **options) as first:
+            first.complete_batch(MODEL, prompts)  # gives up waiting, as a killed job would
+        with _batch_client(server, **options) as rerun:
+            results = rerun.complete_batch(MODEL, prompts)
+        assert len(server.batch_api.created_batches()) == 1
+        assert [r.label for r in results[:4]] == [BACKEND.label_for(MODEL, p) for p in prompts[:4]]
+        assert results[4].error == "empty prompt; not called" and results[5].label == results[0].label
+        assert all(server.answered_count(MODEL, p) == 1 for p in prompts[:4])

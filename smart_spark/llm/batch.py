@@ -24,7 +24,9 @@ What it guarantees:
   sent in its metadata.
 
 The request key (``custom_id``) must identify the paid answer, e.g. the answer
-store's ``answer_key``: equal keys are one request.
+store's ``answer_key``: equal keys are one request. :meth:`BatchClient.complete_batch`
+has the contract of :meth:`LLMClient.complete_batch` (one result per prompt, in
+order), so the apply phase can use either client for a model's rows.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ _TERMINAL_STATUSES = frozenset({"completed", "expired"}) | _FAILED_STATUSES
 
 #: ``(model, batch_id, keys, meta)``, e.g. :meth:`smart_spark.store.AnswerStore.record_batch`.
 BatchRecorder = Callable[[str, str, Sequence[str], Mapping[str, Any]], None]
+#: ``(model, prompt) -> custom_id``, e.g. the answer store's ``answer_key`` with the run's settings.
+RequestKey = Callable[[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,12 @@ def chat_body(model: str, prompt: str, *, system_prompt: str | None, max_tokens:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": prompt})
     return {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens}
+
+
+def request_key(model: str, prompt: str, *, system_prompt: str | None, max_tokens: int) -> str:
+    """sha256 over everything that determines the answer, so a rerun computes the same keys."""
+    blob = json.dumps([model, system_prompt, max_tokens, prompt], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def fingerprint(model: str, keys: Iterable[str]) -> str:
@@ -107,6 +117,8 @@ class BatchClient:
         system_prompt: str | None = None,
         online: LLMClient | None = None,
         recorder: BatchRecorder | None = None,
+        recorded: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+        key: RequestKey | None = None,
         poll_interval_s: float = 30.0,
         max_wait_s: float = 25 * 3600.0,
         max_lines: int = MAX_LINES_PER_BATCH,
@@ -124,6 +136,9 @@ class BatchClient:
         self.system_prompt = system_prompt
         self.online = online
         self.recorder = recorder
+        self.recorded = recorded
+        self.key = key or (lambda model, prompt: request_key(
+            model, prompt, system_prompt=self.system_prompt, max_tokens=self.max_tokens))
         self.poll_interval_s = poll_interval_s
         self.max_wait_s = max_wait_s
         self.max_lines = max_lines
@@ -145,6 +160,15 @@ class BatchClient:
         self.close()
 
     # ---------------------------------------------------------------- API
+    def complete_batch(self, model: str, prompts: Sequence[str]) -> list[CallResult]:
+        """One result per prompt, in order, as :meth:`LLMClient.complete_batch` (blank prompts are not sent);
+        the batches recorded so far (``recorded()``) are waited for, not resubmitted."""
+        keys = [self.key(model, p) if isinstance(p, str) and p.strip() else None for p in prompts]
+        requests = [BatchRequest(k, p) for k, p in zip(keys, prompts) if k is not None]
+        results = self.run(model, requests, recorded=self.recorded() if self.recorded else ())
+        blank = CallResult(model, None, None, 0, 0, 0.0, "empty prompt; not called", 0)
+        return [results[k] if k is not None else blank for k in keys]
+
     def run(
         self, model: str, requests: Sequence[BatchRequest], *, recorded: Iterable[Mapping[str, Any]] = ()
     ) -> dict[str, CallResult]:

@@ -245,3 +245,16 @@ def test_server_cli_refuses_non_positive_limits_and_passes_them_on(capsys):
         assert "must be a number > 0" in capsys.readouterr().err
     args = _parse_args(["--simulate", "x.yaml", "--rpm", "6000", "--tpm", "1e6", "--batch-fail-every", "3"])
     assert (args.rpm, args.tpm, args.rate_window, args.batch_fail_every) == (6000, 1e6, 1.0, 3)
+
+
+def test_declared_tpm_paces_by_the_tokens_the_server_counts():
+    """Each call counts its prompt plus max_tokens (16) against 1,200 tokens/min = 20/s: the client
+    sends about one call per second and the server refuses none (its 1 s window holds one call)."""
+    with StandInServer(BACKEND, tpm=1200, rate_window_s=1.0) as server:
+        catalogue = _catalogue(server.base_url, tpm=1200)
+        with LLMClient(catalogue, ["Yes", "No"], concurrency=4) as client:
+            started = time.perf_counter()
+            results = client.complete_batch(MODEL, [f"q{i}" for i in range(4)])
+            elapsed = time.perf_counter() - started
+    assert all(r.ok for r in results) and server.rate_limited() == {}
+    assert elapsed >= 2.5  # 4 calls of 17 tokens at 20 tokens/s, after a small initial bucket

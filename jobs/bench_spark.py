@@ -20,7 +20,10 @@ Ends with one machine-readable line::
            lost_rows=... peak_driver_rss_mb=... [apply_spend_ratio_vs_online=... answers_equal_online=...]
 
 ``seconds`` and ``rows_per_s`` are the apply phase's (rows called / wall
-time); ``total_seconds`` includes profiling; ``peak_driver_rss_mb`` is the
+time); ``total_seconds`` includes profiling; ``cpu_ms_per_row`` is the CPU the
+apply phase used per row called (driver, in-process stand-in server, JVM and
+Python workers), which unlike the rates does not depend on what else loads the
+machine; ``peak_driver_rss_mb`` is the
 driver's Python process plus its JVM (local mode: the executors' JVM side
 too), sampled every 0.2 s.
 
@@ -80,6 +83,21 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         self.peak_bytes = max(self.peak_bytes, self._sample())
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds used so far by this process, its JVM and the Python workers under it."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:  # exited meanwhile
+            pass
+    return total
 
 
 def _parse(argv):
@@ -181,9 +199,10 @@ def main(argv=None) -> int:
                 F.sum("prediction_cost").alias("spend"),
             )
             server.reset_counters()
-            started = time.monotonic()
+            started, cpu_started = time.monotonic(), tree_cpu_seconds()
             observed.write.format("noop").mode("overwrite").save()
             apply_s = time.monotonic() - started
+            run.cpu_s = tree_cpu_seconds() - cpu_started
             return clf, result, observation.get, profiling_s, apply_s, server.counters()
 
         with tempfile.TemporaryDirectory(prefix="bench_spark_") as scratch:
@@ -203,6 +222,7 @@ def main(argv=None) -> int:
                 ratio=f"{rate / ideal:.3f}", http_429_share=f"{refused / requests if requests else 0.0:.4f}",
                 lost_rows=lost, peak_driver_rss_mb="", total_seconds=f"{profiling_s + apply_s:.2f}",
                 profiling_seconds=f"{profiling_s:.2f}", error_rows=summary["errors"],
+                cpu_ms_per_row=f"{run.cpu_s / max(called, 1) * 1000:.2f}",
             )
             if args.mode == "batch":
                 online_clf, online, online_summary, _, _, _ = run("online", os.path.join(scratch, "online"))

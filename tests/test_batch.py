@@ -150,3 +150,22 @@ def test_complete_batch_has_the_online_clients_contract_and_resumes_from_recorde
         assert [r.label for r in results[:4]] == [BACKEND.label_for(MODEL, p) for p in prompts[:4]]
         assert results[4].error == "empty prompt; not called" and results[5].label == results[0].label
         assert all(server.answered_count(MODEL, p) == 1 for p in prompts[:4])
+
+
+def test_batches_recorded_in_the_answer_store_are_resumed_by_a_new_process(tmp_path):
+    """The recorder and the recorded batches are the durable answer store's (a new AnswerStore
+    object stands for the restarted job's process)."""
+    from smart_spark.store import AnswerStore, answer_key
+
+    with StandInServer(BACKEND, batch=BatchConfig(completion_delay_s=0.4)) as server:
+        store = AnswerStore(str(tmp_path / "answers"))
+        prompts = [r.prompt for r in REQUESTS]
+        with _batch_client(server, max_wait_s=0.05, recorder=store.record_batch, recorded=store.batches) as first:
+            assert all("resumes the wait" in r.error for r in first.complete_batch(MODEL, prompts))
+        restarted = AnswerStore(str(tmp_path / "answers"))
+        (recorded,) = restarted.batches()
+        assert recorded["keys"] == [answer_key(MODEL, p, max_tokens=16) for p in prompts]
+        with _batch_client(server, recorder=restarted.record_batch, recorded=restarted.batches) as rerun:
+            results = rerun.complete_batch(MODEL, prompts)
+        assert rerun.submitted == [] and server.batch_api.created_batches() == [recorded["batch_id"]]
+        assert all(r.ok for r in results) and _answered_once(server)

@@ -44,6 +44,7 @@ import openai
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
 from smart_spark.llm.client import PLACEHOLDER_API_KEY, CallResult, LLMClient
 from smart_spark.llm.labels import normalise_label
+from smart_spark.store.keys import answer_key
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ _TERMINAL_STATUSES = frozenset({"completed", "expired"}) | _FAILED_STATUSES
 
 #: ``(model, batch_id, keys, meta)``, e.g. :meth:`smart_spark.store.AnswerStore.record_batch`.
 BatchRecorder = Callable[[str, str, Sequence[str], Mapping[str, Any]], None]
-#: ``(model, prompt) -> custom_id``, e.g. the answer store's ``answer_key`` with the run's settings.
+#: ``(model, prompt) -> custom_id``; default: the answer store's ``answer_key`` with the client's settings.
 RequestKey = Callable[[str, str], str]
 
 
@@ -82,12 +83,6 @@ def chat_body(model: str, prompt: str, *, system_prompt: str | None, max_tokens:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": prompt})
     return {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens}
-
-
-def request_key(model: str, prompt: str, *, system_prompt: str | None, max_tokens: int) -> str:
-    """sha256 over everything that determines the answer, so a rerun computes the same keys."""
-    blob = json.dumps([model, system_prompt, max_tokens, prompt], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def fingerprint(model: str, keys: Iterable[str]) -> str:
@@ -137,7 +132,7 @@ class BatchClient:
         self.online = online
         self.recorder = recorder
         self.recorded = recorded
-        self.key = key or (lambda model, prompt: request_key(
+        self.key = key or (lambda model, prompt: answer_key(
             model, prompt, system_prompt=self.system_prompt, max_tokens=self.max_tokens))
         self.poll_interval_s = poll_interval_s
         self.max_wait_s = max_wait_s

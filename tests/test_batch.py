@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import pytest
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
@@ -22,10 +25,18 @@ def _catalogue(server: StandInServer) -> ModelCatalogue:
     return ModelCatalogue((ModelSpec(MODEL, 2e-6, 4e-6, base_url=server.base_url, batch_discount=0.5),))
 
 
-def _batch_client(server: StandInServer, *, online: bool = True, **options) -> BatchClient:
+@contextlib.contextmanager
+def _batch_client(server: StandInServer, *, online: bool = True, **options) -> Iterator[BatchClient]:
+    """A batch client (retrying failed lines with an on-line client unless ``online=False``); both closed after."""
     catalogue = _catalogue(server)
     options.setdefault("poll_interval_s", 0.05)
-    return BatchClient(catalogue, LABELS, online=LLMClient(catalogue, LABELS) if online else None, **options)
+    online_client = LLMClient(catalogue, LABELS) if online else None
+    try:
+        with BatchClient(catalogue, LABELS, online=online_client, **options) as client:
+            yield client
+    finally:
+        if online_client is not None:
+            online_client.close()
 
 
 def _answered_once(server: StandInServer) -> bool:

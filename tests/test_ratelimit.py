@@ -85,14 +85,17 @@ def test_provider_headers_tighten_the_limiter():
     assert limiter.reserve() == pytest.approx(4.0)  # paced behind it
 
 
-def test_retry_after_hold_applies_to_every_call_even_without_declared_limits():
+def test_retry_after_hold_applies_to_every_call_once_a_limit_is_known():
     clock = FakeClock()
-    limiter = RateLimiter(None, None, clock=clock)
-    assert limiter.reserve() == 0.0
-    limiter.hold(1.5)
-    assert limiter.reserve() == pytest.approx(1.5)
+    unknown = RateLimiter(None, None, clock=clock)
+    unknown.hold(1.5)  # nothing to pace the queued calls by: the refused call backs off alone
+    assert unknown.reserve() == 0.0 and unknown.provider_holds == 1
+    unknown.observe({"x-ratelimit-limit-requests": "6000"})  # learned: now holds are shared
+    assert unknown.rpm == 6000
+    unknown.hold(1.5)
+    assert unknown.reserve() == pytest.approx(1.5)
     clock.now += 2
-    assert limiter.reserve() == 0.0
+    assert unknown.reserve() == 0.0
 
 
 @pytest.mark.parametrize(
@@ -196,7 +199,7 @@ def test_retry_after_from_the_provider_slows_every_call():
 def test_injected_retry_after_holds_the_shared_limiter():
     faults = FaultConfig(rate_429=0.5, retry_after_s=0.3)
     with StandInServer(BACKEND, faults=faults, seed=3) as server:
-        with LLMClient(_catalogue(server.base_url), ["Yes", "No"], concurrency=8) as client:
+        with LLMClient(_catalogue(server.base_url, rpm=60_000), ["Yes", "No"], concurrency=8) as client:
             started = time.perf_counter()
             results = client.complete_batch(MODEL, [f"item {i}" for i in range(8)])
             elapsed = time.perf_counter() - started

@@ -18,7 +18,9 @@ then still sees a smooth stream, and the tasks' bursts together stay well
 inside one window.
 
 When the provider is tighter than declared, the limiter follows it for every
-call of the process, not only the one that was refused:
+call of the process, not only the one that was refused (once a limit is known:
+declared in the catalogue or learned from the headers, which OpenAI sends on
+every response):
 
 * ``x-ratelimit-limit-*`` below the declared limit: that limit is adopted;
 * ``x-ratelimit-remaining-*`` at 0: nothing is sent until ``x-ratelimit-reset-*``
@@ -196,7 +198,7 @@ class RateLimiter:
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait until one request of ``tokens`` may be sent (nothing to wait for without limits)."""
-        if self._requests is None and self._tokens is None and self._held_until <= self._clock():
+        if self._requests is None and self._tokens is None:
             return
         wait = self.reserve(tokens)
         while wait > 0:
@@ -204,12 +206,19 @@ class RateLimiter:
             wait = self._held_until - self._clock()  # a hold that came while this call slept
 
     def hold(self, seconds: float) -> None:
-        """The provider asked for a pause: no call of this limiter is sent for ``seconds``."""
+        """The provider asked for a pause: no call of this limiter is sent for ``seconds``.
+
+        Only once a limit is known (declared, or learned from ``x-ratelimit-limit-*``): the
+        calls queued meanwhile then resume paced. Without one, releasing them all at once
+        when the pause ends would be a burst of its own, so the refused call backs off alone.
+        """
         if seconds <= 0:
             return
         with self._lock:
-            now = self._clock()
             self.provider_holds += 1
+            if self._requests is None and self._tokens is None:
+                return
+            now = self._clock()
             self._held_until = max(self._held_until, now + seconds)
             for bucket, cost in ((self._requests, 1.0), (self._tokens, self._last_tokens)):
                 if bucket is not None:  # no credit accrues while held, so the calls queued meanwhile stay paced

@@ -2,7 +2,7 @@
 
     python -m jobs.bench_reuse                 # OVERRULING-like 12 models, N 1,080 and 10,800
     python -m jobs.bench_reuse --runs 200      # quicker
-    python -m jobs.bench_reuse --looks both    # two looks with alpha spending vs one look
+    python -m jobs.bench_reuse --looks all     # the design's choice vs one look vs two looks
 
 Day 1 fits the engine on one population; day 2 draws a new population of the
 same models (same agreement, slightly lower, far lower = drift), confirms the
@@ -158,7 +158,7 @@ def _fresh_fit(dataset: SimDataset, config: SmartConfig, flags: np.ndarray, pool
     }
 
 
-def day2_rows(plan, estimates, dataset, config, runs, fresh_runs=0, mode="independent", looks=LOOKS) -> list[dict]:
+def day2_rows(plan, estimates, dataset, config, runs, fresh_runs=0, mode="independent", looks=None) -> list[dict]:
     """``runs`` day-2 trials (the design depends on no day-2 row, so it is computed once)."""
     design = confirmation_design(plan, dataset.n_items, config, estimates, looks)
     return [day2_trial(plan, estimates, dataset, config, seed, mode, fresh=seed < fresh_runs, design=design)
@@ -195,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1080, 10800])
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--looks", choices=("default", "single", "both"), default="default",
-                        help="confirmation looks: the default schedule (LOOKS), one look at full alpha, or both side by side")
+    parser.add_argument("--looks", choices=("auto", "single", "two", "all"), default="auto",
+                        help="confirmation schedule: the design's choice, one look at full alpha, two looks with "
+                             "alpha spending, or all three side by side")
     parser.add_argument("--settings", nargs="+", choices=("same", "slightly", "lower", "drift"),
                         default=["same", "slightly", "lower", "drift"], help="day-2 populations to run")
     parser.add_argument("--data", type=Path, default=OVERRULING_CSV, help="the OVERRULING recording")
@@ -223,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             f"lower ({rate - 0.05:.3f})": {cheap: rate - 0.05},
             f"far lower = drift ({rate - 0.15:.3f})": {cheap: rate - 0.15},
         }
-        schedules = {"default": [("", LOOKS)], "single": [("", SINGLE_LOOK)],
-                     "both": [("[looks] ", LOOKS), ("[single look] ", SINGLE_LOOK)]}[args.looks]
+        schedules = {"auto": [("", None)], "single": [("", SINGLE_LOOK)], "two": [("", LOOKS)],
+                     "all": [("[auto] ", None), ("[single look] ", SINGLE_LOOK), ("[two looks] ", LOOKS)]}[args.looks]
         for name, changes in settings.items():
             for label, looks in schedules:
                 started = time.perf_counter()

@@ -11,7 +11,7 @@ Output: one CSV row per run and a printed summary (mean savings per method
 and violation rate per dataset and target, then mean and max savings of mix;
 where ``conf/prototype_savings.csv`` has the research prototype's figure for a
 cell, the ratio to it). ``--ceiling`` adds, per cell, the most any valid
-procedure can expect to save there (``smart_spark.engine.ceiling``), so a
+procedure can expect to save there (``smart_spark.paper.ceiling``), so a
 figure can be read against what is attainable with the promise held.
 """
 
@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 
 from smart_spark.catalogue import ModelCatalogue
-from smart_spark.engine.ceiling import savings_ceiling
+from smart_spark.paper.ceiling import savings_ceiling
 from smart_spark.engine.config import METHODS
-from smart_spark.engine.simulation import MODES, load_profile_stats, run_trial
+from smart_spark.paper.simulation import MODES, load_profile_stats, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATS = ROOT.parent / "shared" / "data" / "smart_paper_profile_stats.csv"
@@ -118,7 +118,7 @@ def _against_prototype(mix: pd.Series, ceiling: pd.Series | None) -> str:
         beyond = int((~both["0.95 proto <= ceiling"]).sum())
         notes = (
             f"\n{beyond} cell(s) where 95% of the prototype's figure exceeds what any valid procedure"
-            f" can expect (ceiling, smart_spark.engine.ceiling); mean ceiling over these cells {both['ceiling'].mean():.2f}x"
+            f" can expect (ceiling, smart_spark.paper.ceiling); mean ceiling over these cells {both['ceiling'].mean():.2f}x"
         )
     return (
         "\nmix against the research prototype (conf/prototype_savings.csv):\n"

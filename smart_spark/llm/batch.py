@@ -43,6 +43,7 @@ import openai
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
 from smart_spark.llm.client import PLACEHOLDER_API_KEY, CallResult, LLMClient
+from smart_spark.llm.confidence import label_confidence
 from smart_spark.llm.labels import normalise_label
 from smart_spark.store.keys import answer_key
 
@@ -78,11 +79,15 @@ class _Submitted:
     batch: Any = None
 
 
-def chat_body(model: str, prompt: str, *, system_prompt: str | None, max_tokens: int) -> dict[str, Any]:
-    """The Chat Completions body an on-line call sends (temperature 0), for one batch line."""
+def chat_body(spec: ModelSpec, prompt: str, *, system_prompt: str | None, max_tokens: int) -> dict[str, Any]:
+    """The Chat Completions body an on-line call sends (temperature 0, log-probabilities when the
+    catalogue asks for them), for one batch line: a batch answer must be the on-line answer."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": prompt})
-    return {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    body: dict[str, Any] = {"model": spec.name, "messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    if spec.top_logprobs:
+        body.update(logprobs=True, top_logprobs=spec.top_logprobs)
+    return body
 
 
 def fingerprint(model: str, keys: Iterable[str]) -> str:
@@ -247,7 +252,7 @@ class BatchClient:
                         "method": "POST",
                         "url": CHAT_ENDPOINT,
                         "body": chat_body(
-                            spec.name, prompts[key], system_prompt=self.system_prompt, max_tokens=self.max_tokens
+                            spec, prompts[key], system_prompt=self.system_prompt, max_tokens=self.max_tokens
                         ),
                     }
                 )
@@ -355,7 +360,9 @@ class BatchClient:
             reason = "answer has no message content"
             return CallResult(spec.name, None, None, prompt_tokens, completion_tokens, cost, reason, 1), reason
         label = normalise_label(content, self.labels)
-        return CallResult(spec.name, label, content, prompt_tokens, completion_tokens, cost, None, 1), ""
+        logprobs = choices[0].get("logprobs")
+        confidence = label_confidence(logprobs.get("content") if isinstance(logprobs, dict) else None, label, self.labels)
+        return CallResult(spec.name, label, content, prompt_tokens, completion_tokens, cost, None, 1, confidence), ""
 
     def _settle_failures(
         self, spec: ModelSpec, prompts: Mapping[str, str], failed: Mapping[str, str], results: dict[str, CallResult]

@@ -36,10 +36,12 @@ import openai
 from openai._constants import RAW_RESPONSE_HEADER  # what the SDK's with_raw_response sets
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
+from smart_spark.llm.confidence import label_confidence
 from smart_spark.llm.labels import normalise_label
 from smart_spark.llm.loop import LoopThread
+from smart_spark.llm.failures import classify_failure
 from smart_spark.llm.ratelimit import RateLimiter, estimate_request_tokens, spark_task_share
-from smart_spark.llm.retry import backoff_delay, is_retryable_status, retry_after_seconds
+from smart_spark.llm.retry import backoff_delay, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class CallResult:
     cost: float
     error: str | None
     attempts: int
+    confidence: float | None = None  # label confidence from log-probabilities (catalogue top_logprobs)
 
     @property
     def ok(self) -> bool:
@@ -87,6 +90,9 @@ class _Outcome:
     error: str | None = None
     retryable: bool = False
     retry_after: float | None = None
+    retry_limit: int | None = None  # fewer retries than max_retries for this failure (e.g. refused)
+    max_delay: float | None = None  # shorter backoff cap for this failure
+    token_logprobs: Any = None
 
 
 class LLMClient:
@@ -274,13 +280,18 @@ class LLMClient:
             if outcome.error is None:
                 label = normalise_label(outcome.raw, self.labels)
                 cost = spec.cost(prompt_tokens, completion_tokens, requests=charged)
-                return CallResult(spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts)
+                confidence = label_confidence(outcome.token_logprobs, label, self.labels)
+                return CallResult(
+                    spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts, confidence
+                )
             error = outcome.error
-            if not outcome.retryable or attempts > self.max_retries:
+            retries = self.max_retries if outcome.retry_limit is None else min(self.max_retries, outcome.retry_limit)
+            if not outcome.retryable or attempts > retries:
                 error = f"{error} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})"
                 break
+            maximum = self.backoff_max if outcome.max_delay is None else min(self.backoff_max, outcome.max_delay)
             delay = backoff_delay(
-                attempts, base=self.backoff_base, maximum=self.backoff_max, retry_after=outcome.retry_after, rng=self._rng
+                attempts, base=self.backoff_base, maximum=maximum, retry_after=outcome.retry_after, rng=self._rng
             )
             await asyncio.sleep(delay)
         cost = spec.cost(prompt_tokens, completion_tokens, requests=charged)
@@ -292,6 +303,8 @@ class LLMClient:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": prompt})
         body = {"model": spec.name, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        if spec.top_logprobs:
+            body.update(logprobs=True, top_logprobs=spec.top_logprobs)
         try:
             # The SDK's generic post() with a plain JSON body, read back as plain JSON:
             # chat.completions.create() spends ~1.5 ms of CPU per call converting typed
@@ -304,17 +317,18 @@ class LLMClient:
             )
             self.limiter(spec.name).observe(raw_response.headers)
             response = raw_response.parse()
-        except openai.APIStatusError as exc:
-            self._follow_provider_limits(spec, exc)
+        except (openai.APIStatusError, openai.APIConnectionError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, openai.APIStatusError):
+                self._follow_provider_limits(spec, exc)
+            # APITimeoutError is an APIConnectionError; the real cause (refused, DNS, 401, ...) is named.
+            failure = classify_failure(exc, spec.name, spec.base_url, timeout=self.timeout)
             return _Outcome(
-                error=f"HTTP {exc.status_code} from {spec.name}: {_error_message(exc)}",
-                retryable=is_retryable_status(exc.status_code),
-                retry_after=retry_after_seconds(exc.response.headers),
+                error=failure.message,
+                retryable=failure.retryable,
+                retry_after=failure.retry_after,
+                retry_limit=failure.retry_limit,
+                max_delay=failure.max_delay,
             )
-        except (openai.APITimeoutError, asyncio.TimeoutError):
-            return _Outcome(error=f"{spec.name} did not answer within {self.timeout:g} s", retryable=True)
-        except openai.APIConnectionError as exc:
-            return _Outcome(error=f"connection to {spec.name} failed: {type(exc.__cause__ or exc).__name__}", retryable=True)
         except ValueError as exc:  # a 200 whose body is not JSON
             return _Outcome(error=f"malformed response from {spec.name}: {type(exc).__name__}", retryable=True)
         return self._read(spec, response)
@@ -348,6 +362,8 @@ class LLMClient:
             outcome.error = f"response from {spec.name} has no message content"
             return outcome
         outcome.raw = content
+        logprobs = choices[0].get("logprobs")
+        outcome.token_logprobs = logprobs.get("content") if isinstance(logprobs, dict) else None
         return outcome
 
     def _redact(self, text: str | None) -> str | None:
@@ -359,16 +375,6 @@ class LLMClient:
             if key and len(key) >= 4:
                 text = text.replace(key, _REDACTED)
         return text
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    """The provider's ``error.message`` when the body has one (shorter than the full body)."""
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, str):
-            return message
-    return exc.message
 
 
 def _http_client() -> Any:

@@ -122,7 +122,7 @@ class BatchAPI:
         self,
         backend: Backend,
         counters: RequestCounters,
-        completion_body: Callable[[str, Answer | None], bytes],
+        completion_body: Callable[[str, Answer | None, int | None], bytes],
         config: BatchConfig | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -285,7 +285,7 @@ class BatchAPI:
         return lines, errors
 
     def _finalise(self, batch: _Batch, lines: list[dict[str, Any]]) -> None:
-        from smart_spark.testing.server import _user_message  # the chat handler's own parsing
+        from smart_spark.testing.server import _top_logprobs_wanted, _user_message  # the chat handler's own parsing
 
         expired = self.config.outcome == "expired"
         answered_until = len(lines) // 2 if expired else len(lines)
@@ -316,7 +316,7 @@ class BatchAPI:
                 failed.append(_line(line_id, line["custom_id"], response, None))
                 continue
             self._counters.answered(model, prompt)
-            completion = json.loads(self._completion_body(model, answer))
+            completion = json.loads(self._completion_body(model, answer, _top_logprobs_wanted(body)))
             output.append(_line(line_id, line["custom_id"], _response(line_id, 200, completion), None))
         now = int(self._clock())
         if output:

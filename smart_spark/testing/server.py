@@ -40,7 +40,14 @@ from typing import Any, Sequence
 
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.testing.batch_api import BatchAPI, BatchConfig
-from smart_spark.testing.backends import Answer, Backend, BackendError, ReplayBackend, SimulatedBackend
+from smart_spark.testing.backends import (
+    Answer,
+    Backend,
+    BackendError,
+    ReplayBackend,
+    SimulatedBackend,
+    logprobs_content,
+)
 from smart_spark.testing.counters import RequestCounters
 from smart_spark.testing.faults import Fault, FaultConfig, FaultInjector
 from smart_spark.testing.rate_limits import AccountLimits, request_tokens
@@ -209,10 +216,13 @@ class StandInServer:
             self._counters.fault(model)
             return 200, {}, self._completion_body(model, None)
         self._counters.answered(model, prompt)
-        return 200, {}, self._completion_body(model, answer)
+        return 200, {}, self._completion_body(model, answer, _top_logprobs_wanted(request))
 
-    def _completion_body(self, model: str, answer: Answer | None) -> bytes:
-        """An OpenAI chat.completion; ``answer=None`` gives no choices and no usage."""
+    def _completion_body(self, model: str, answer: Answer | None, top_logprobs: int | None = None) -> bytes:
+        """An OpenAI chat.completion; ``answer=None`` gives no choices and no usage.
+
+        ``top_logprobs``: the request asked for log-probabilities (None: it did not).
+        """
         body: dict[str, Any] = {
             "id": f"chatcmpl-standin-{next(self._ids)}",
             "object": "chat.completion",
@@ -230,6 +240,9 @@ class StandInServer:
                     "logprobs": None,
                 }
             ]
+            content = logprobs_content(answer, top_logprobs) if top_logprobs is not None else None
+            if content is not None:
+                body["choices"][0]["logprobs"] = {"content": content}
             body["usage"] = {
                 "prompt_tokens": answer.prompt_tokens,
                 "completion_tokens": answer.completion_tokens,
@@ -315,6 +328,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             self.close_connection = True
+
+
+def _top_logprobs_wanted(request: dict[str, Any]) -> int | None:
+    """How many alternatives the request asked for (0 with bare ``logprobs``), or None."""
+    if not request.get("logprobs"):
+        return None
+    top = request.get("top_logprobs")
+    return int(top) if isinstance(top, int) and not isinstance(top, bool) else 0
 
 
 def _user_message(messages: Any) -> str | None:

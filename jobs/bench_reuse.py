@@ -40,7 +40,7 @@ from smart_spark.engine.confirm import (
 from smart_spark.engine.engine import SmartEngine
 from smart_spark.engine.plan import Plan, stable_unit_hash
 from smart_spark.engine.profiler import AnswerArrays
-from smart_spark.engine.simulation import SimDataset, SimModel, make_population
+from smart_spark.paper.simulation import SimDataset, SimModel, make_population
 
 OVERRULING_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "overruling_12llm.csv"
 REFERENCE = "gpt-4"
@@ -101,9 +101,8 @@ def route_realised(plan: Plan, dataset: SimDataset, flags: np.ndarray, remaining
     index = {m.name: i for i, m in enumerate(dataset.candidates)}
     cost_of = {m.name: m.unit_cost for m in dataset.models}
     ordered = sorted(plan.fractions)
-    edges = np.cumsum([plan.fractions[m] for m in ordered])
     u = np.fromiter((stable_unit_hash(f"{salt}:{item}", plan.seed) for item in remaining), float, len(remaining))
-    chosen = np.minimum(np.searchsorted(edges, u, side="right"), len(ordered) - 1)
+    chosen = plan.route_units(u)
     agreements, cost = 0, 0.0
     for k, model in enumerate(ordered):
         items = remaining[chosen == k]
@@ -113,8 +112,13 @@ def route_realised(plan: Plan, dataset: SimDataset, flags: np.ndarray, remaining
 
 
 def day2_trial(plan: Plan, estimates: PlanEstimates, dataset: SimDataset, config: SmartConfig, seed: int,
-               mode: str = "independent", fresh: bool = False, design: ConfirmationDesign | None = None) -> dict:
-    """Day 2: confirm the saved plan on a new population and apply what the confirmation returns."""
+               mode: str = "independent", fresh: bool = False, design: ConfirmationDesign | None = None,
+               refit: bool = True) -> dict:
+    """Day 2: confirm the saved plan on a new population and apply what the confirmation returns.
+
+    ``fresh``: also run the engine from scratch on the day-2 rows (the cost to compare with);
+    ``refit``: do so whenever drift is flagged, to measure what ``onDrift="refit"`` delivers.
+    """
     rng = np.random.default_rng(10_000_019 + seed)
     flags = make_population(dataset, mode, rng)
     pool = rng.permutation(dataset.n_items)
@@ -134,7 +138,7 @@ def day2_trial(plan: Plan, estimates: PlanEstimates, dataset: SimDataset, config
         "satisfied": agreement >= config.accuracy_target - 1e-12,
         "fresh_requested": fresh,
     }
-    if fresh or not result.holds:
+    if fresh or (refit and not result.holds):
         fresh_row = _fresh_fit(dataset, config, flags, pool, f"fresh-{seed}")
         row.update(fresh_row)
         # What the operator does with onDrift="refit": apply the confirmed plan, or refit on drift.
@@ -158,10 +162,11 @@ def _fresh_fit(dataset: SimDataset, config: SmartConfig, flags: np.ndarray, pool
     }
 
 
-def day2_rows(plan, estimates, dataset, config, runs, fresh_runs=0, mode="independent", looks=None) -> list[dict]:
+def day2_rows(plan, estimates, dataset, config, runs, fresh_runs=0, mode="independent", looks=None,
+              refit: bool = True) -> list[dict]:
     """``runs`` day-2 trials (the design depends on no day-2 row, so it is computed once)."""
     design = confirmation_design(plan, dataset.n_items, config, estimates, looks)
-    return [day2_trial(plan, estimates, dataset, config, seed, mode, fresh=seed < fresh_runs, design=design)
+    return [day2_trial(plan, estimates, dataset, config, seed, mode, fresh=seed < fresh_runs, design=design, refit=refit)
             for seed in range(runs)]
 
 

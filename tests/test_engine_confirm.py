@@ -27,7 +27,7 @@ from smart_spark.engine.confirm import (
 )
 from smart_spark.engine.plan import Plan
 from smart_spark.engine.profiler import AnswerArrays
-from smart_spark.engine.simulation import SimDataset, SimModel
+from smart_spark.paper.simulation import SimDataset, SimModel
 
 CONFIG = SmartConfig(0.9, 0.95, "mix", seed=7, batch_size=4096)
 RUNS = 300  # per day-2 setting here; jobs/bench_reuse.py runs 1,000 and more
@@ -223,7 +223,7 @@ DAY2 = {
 def test_promise_held_on_day2_populations(day1_plan, setting):
     plan, estimates = day1_plan
     day2 = shifted(DAY1, DAY2[setting])
-    rows = day2_rows(plan, estimates, day2, CONFIG, RUNS, mode="correlated")
+    rows = day2_rows(plan, estimates, day2, CONFIG, RUNS, mode="correlated", refit=False)
     missed = np.mean([not r["satisfied"] for r in rows])
     print(f"{setting}: missed {missed:.3f}, drift flagged {np.mean([not r['holds'] for r in rows]):.3f}")
     assert missed <= MAX_VIOLATION_RATE, f"{setting}: {missed:.3f} of {RUNS} runs missed the target"
@@ -232,7 +232,7 @@ def test_promise_held_on_day2_populations(day1_plan, setting):
 def test_drift_is_detected_and_the_failing_model_named(day1_plan):
     plan, estimates = day1_plan
     drifted = shifted(DAY1, {"cheap": 0.70})
-    rows = [day2_trial(plan, estimates, drifted, CONFIG, seed) for seed in range(20)]
+    rows = [day2_trial(plan, estimates, drifted, CONFIG, seed, refit=False) for seed in range(20)]
     assert all(not r["holds"] and "cheap" in r["failing"] for r in rows)
     assert all(r["satisfied"] for r in rows)  # the returned plan keeps the promise even so
     same = [day2_trial(plan, estimates, DAY1, CONFIG, seed) for seed in range(20)]

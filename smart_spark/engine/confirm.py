@@ -129,7 +129,7 @@ class PlanEstimates:
 
 
 #: Estimates as accepted by the public functions: PlanEstimates, ``{model: (n, k)}``
-#: or ``{model: rate}``; ``None`` falls back to the plan's own bounds (conservative).
+#: or ``{model: rate}``; ``None`` falls back to the plan's point estimates, else its bounds.
 Estimates = PlanEstimates | Mapping[str, Any] | None
 
 
@@ -214,7 +214,7 @@ def _scenarios(plan: Plan, models: Sequence[str], estimates: Estimates) -> tuple
             n, k = float(value[0]), float(value[1])
             rates.append(stats.beta.ppf(rng.permutation(levels), k + 0.5, n - k + 0.5))
         else:
-            point = float(value) if isinstance(value, (int, float)) else plan.bounds.get(m, 0.0)
+            point = float(value) if isinstance(value, (int, float)) else plan.estimates.get(m, plan.bounds.get(m, 0.0))
             rates.append(np.full(_SCENARIOS, point))
         quantiles.append(stats.norm.ppf(rng.permutation(levels)))
         later.append(stats.norm.ppf(rng.permutation(levels)))
@@ -334,7 +334,7 @@ def confirmation_size(plan: Plan, n_total: int, config: SmartConfig, rates: Esti
     0 when the plan is reference-only, or when no confirmation is expected to
     cost less than running the reference on every row. ``rates``: day 1's
     estimates (:class:`PlanEstimates`, ``{model: (n, k)}`` or ``{model: rate}``);
-    without them the plan's own bounds stand in, which sizes conservatively.
+    without them the plan's point estimates stand in (no posterior spread).
     """
     if n_total < 0:
         raise ValueError(f"n_total must be >= 0, got {n_total}")
@@ -366,7 +366,9 @@ def confirm_plan(
     design = design or confirmation_design(plan, n_total, config, rates)
     cap = min(design.size, pool_size, n_total)
     if cap == 0:
-        return _reference_only(plan, n_total, config)
+        why = ("the saved plan is reference-only" if not confirmation_models(plan) else
+               f"confirming the plan is not expected to cost less than the reference on {n_total} new rows")
+        return _reference_only(plan, n_total, config, why)
     sample = _Sample(plan.reference, list(design.models), answer_source, config.batch_size)
     for index, (look_size, weight) in enumerate(design.looks):
         sample.ask_until(min(look_size, cap))
@@ -452,7 +454,7 @@ def _confirmation_profile(plan: Plan, n_total: int, config: SmartConfig, design:
     )
 
 
-def _reference_only(plan: Plan, n_total: int, config: SmartConfig) -> ConfirmationResult:
+def _reference_only(plan: Plan, n_total: int, config: SmartConfig, reason: str) -> ConfirmationResult:
     """Nothing to confirm: the reference answers every new row (the promise holds trivially)."""
     reference = plan.reference
     cost = plan.unit_costs.get(reference, 0.0)
@@ -464,5 +466,6 @@ def _reference_only(plan: Plan, n_total: int, config: SmartConfig) -> Confirmati
     new_plan = replace(
         plan, fractions={reference: 1.0}, bounds={reference: 1.0}, alphas={}, n_total=n_total, n_remaining=n_total,
         remaining_target=config.accuracy_target, accuracy_target=config.accuracy_target, confidence=config.confidence,
+        estimates={reference: 1.0}, reason=reason,
     )
     return ConfirmationResult(True, new_plan, profile, [], 0.0, "reference-only")

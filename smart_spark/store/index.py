@@ -36,7 +36,7 @@ SEALED_LOG = ".done"
 SEGMENT = ".seg"
 ANSWER_SUFFIXES = (OPEN_LOG, SEALED_LOG, SEGMENT)
 #: After reading this much in one refresh, hand the load's freed buffers back to the OS.
-TRIM_AFTER_BYTES = 32 << 20
+TRIM_AFTER_BYTES = 8 << 20
 #: Bytes read from a file at a time: bounds the memory a load needs beyond the index itself.
 READ_WINDOW = 8 << 20
 

@@ -14,6 +14,9 @@ YAML shape (prices per 1M tokens, as providers publish them)::
         base_url: https://api.openai.com/v1   # optional
         api_key_env: OPENAI_API_KEY   # optional: the NAME of the env var
         max_concurrency: 16           # optional
+        rpm: 500                      # optional: the account's requests per minute for this model
+        tpm: 200000                   # optional: the account's tokens per minute for this model
+        batch_discount: 0.5           # optional: Batch API price as a share of the on-line price
         preflight: models             # optional: how the free pre-run check reaches the model
                                       # (models: GET /models lists it; request: one tiny paid
                                       # chat request; none: only the key is checked)
@@ -45,7 +48,8 @@ _PRICE_KEYS = {
     "output_price_per_token": ("output_price_per_token", 1.0),
 }
 PREFLIGHT_MODES = ("models", "request", "none")
-_OTHER_KEYS = {"name", "request_fee", "base_url", "api_key_env", "max_concurrency", "preflight", "top_logprobs"}
+_OTHER_KEYS = {"name", "request_fee", "base_url", "api_key_env", "max_concurrency", "preflight", "top_logprobs",
+               "rpm", "tpm", "batch_discount"}
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
 
 
@@ -68,6 +72,11 @@ class ModelSpec:
     base_url: str | None = None
     api_key_env: str | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    #: Account limits (requests / tokens per minute) the whole job must stay under; None: not declared.
+    rpm: float | None = None
+    tpm: float | None = None
+    #: Batch API price as a share of the on-line price (0 < d <= 1); None: no batch price known (pays 1.0).
+    batch_discount: float | None = None
     preflight: str = "models"
     top_logprobs: int = 0  # > 0: ask for log-probabilities (confidence cascades); 0: model has none
 
@@ -85,6 +94,17 @@ class ModelSpec:
                 f"model {self.name!r}: max_concurrency must be an integer >= 1, "
                 f"got {self.max_concurrency!r}"
             )
+        for field_name in ("rpm", "tpm"):
+            value = getattr(self, field_name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+            ):
+                raise CatalogueError(f"model {self.name!r}: {field_name} must be a number > 0 per minute, got {value!r}")
+        discount = self.batch_discount
+        if discount is not None and (
+            isinstance(discount, bool) or not isinstance(discount, (int, float)) or not 0 < discount <= 1
+        ):
+            raise CatalogueError(f"model {self.name!r}: batch_discount must be in (0, 1], got {discount!r}")
         if self.preflight not in PREFLIGHT_MODES:
             raise CatalogueError(
                 f"model {self.name!r}: preflight must be one of {list(PREFLIGHT_MODES)}, got {self.preflight!r}"
@@ -113,6 +133,10 @@ class ModelSpec:
             + completion_tokens * self.output_price_per_token
             + requests * self.request_fee
         )
+
+    def batch_cost(self, prompt_tokens: int, completion_tokens: int, requests: int = 1) -> float:
+        """USD for one call answered through the Batch API (the on-line price times ``batch_discount``)."""
+        return self.cost(prompt_tokens, completion_tokens, requests) * (self.batch_discount or 1.0)
 
     def api_key(self) -> str | None:
         """The key from the environment at call time (never stored on the spec)."""
@@ -147,6 +171,9 @@ class ModelSpec:
             base_url=entry.get("base_url"),
             api_key_env=entry.get("api_key_env"),
             max_concurrency=int(entry.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+            rpm=entry.get("rpm"),
+            tpm=entry.get("tpm"),
+            batch_discount=entry.get("batch_discount"),
             preflight=entry.get("preflight", "models"),
             top_logprobs=entry.get("top_logprobs", 0),
             **prices,

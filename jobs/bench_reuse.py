@@ -2,7 +2,7 @@
 
     python -m jobs.bench_reuse                 # OVERRULING-like 12 models, N 1,080 and 10,800
     python -m jobs.bench_reuse --runs 200      # quicker
-    python -m jobs.bench_reuse --looks both    # two looks with alpha spending vs one look
+    python -m jobs.bench_reuse --looks all     # the design's choice vs one look vs two looks
 
 Day 1 fits the engine on one population; day 2 draws a new population of the
 same models (same agreement, slightly lower, far lower = drift), confirms the
@@ -40,7 +40,7 @@ from smart_spark.engine.confirm import (
 from smart_spark.engine.engine import SmartEngine
 from smart_spark.engine.plan import Plan, stable_unit_hash
 from smart_spark.engine.profiler import AnswerArrays
-from smart_spark.engine.simulation import SimDataset, SimModel, make_population
+from smart_spark.paper.simulation import SimDataset, SimModel, make_population
 
 OVERRULING_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "overruling_12llm.csv"
 REFERENCE = "gpt-4"
@@ -101,9 +101,8 @@ def route_realised(plan: Plan, dataset: SimDataset, flags: np.ndarray, remaining
     index = {m.name: i for i, m in enumerate(dataset.candidates)}
     cost_of = {m.name: m.unit_cost for m in dataset.models}
     ordered = sorted(plan.fractions)
-    edges = np.cumsum([plan.fractions[m] for m in ordered])
     u = np.fromiter((stable_unit_hash(f"{salt}:{item}", plan.seed) for item in remaining), float, len(remaining))
-    chosen = np.minimum(np.searchsorted(edges, u, side="right"), len(ordered) - 1)
+    chosen = plan.route_units(u)
     agreements, cost = 0, 0.0
     for k, model in enumerate(ordered):
         items = remaining[chosen == k]
@@ -113,8 +112,13 @@ def route_realised(plan: Plan, dataset: SimDataset, flags: np.ndarray, remaining
 
 
 def day2_trial(plan: Plan, estimates: PlanEstimates, dataset: SimDataset, config: SmartConfig, seed: int,
-               mode: str = "independent", fresh: bool = False, design: ConfirmationDesign | None = None) -> dict:
-    """Day 2: confirm the saved plan on a new population and apply what the confirmation returns."""
+               mode: str = "independent", fresh: bool = False, design: ConfirmationDesign | None = None,
+               refit: bool = True) -> dict:
+    """Day 2: confirm the saved plan on a new population and apply what the confirmation returns.
+
+    ``fresh``: also run the engine from scratch on the day-2 rows (the cost to compare with);
+    ``refit``: do so whenever drift is flagged, to measure what ``onDrift="refit"`` delivers.
+    """
     rng = np.random.default_rng(10_000_019 + seed)
     flags = make_population(dataset, mode, rng)
     pool = rng.permutation(dataset.n_items)
@@ -134,7 +138,7 @@ def day2_trial(plan: Plan, estimates: PlanEstimates, dataset: SimDataset, config
         "satisfied": agreement >= config.accuracy_target - 1e-12,
         "fresh_requested": fresh,
     }
-    if fresh or not result.holds:
+    if fresh or (refit and not result.holds):
         fresh_row = _fresh_fit(dataset, config, flags, pool, f"fresh-{seed}")
         row.update(fresh_row)
         # What the operator does with onDrift="refit": apply the confirmed plan, or refit on drift.
@@ -158,10 +162,11 @@ def _fresh_fit(dataset: SimDataset, config: SmartConfig, flags: np.ndarray, pool
     }
 
 
-def day2_rows(plan, estimates, dataset, config, runs, fresh_runs=0, mode="independent", looks=LOOKS) -> list[dict]:
+def day2_rows(plan, estimates, dataset, config, runs, fresh_runs=0, mode="independent", looks=None,
+              refit: bool = True) -> list[dict]:
     """``runs`` day-2 trials (the design depends on no day-2 row, so it is computed once)."""
     design = confirmation_design(plan, dataset.n_items, config, estimates, looks)
-    return [day2_trial(plan, estimates, dataset, config, seed, mode, fresh=seed < fresh_runs, design=design)
+    return [day2_trial(plan, estimates, dataset, config, seed, mode, fresh=seed < fresh_runs, design=design, refit=refit)
             for seed in range(runs)]
 
 
@@ -195,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1080, 10800])
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--looks", choices=("default", "single", "both"), default="default",
-                        help="confirmation looks: the default schedule (LOOKS), one look at full alpha, or both side by side")
+    parser.add_argument("--looks", choices=("auto", "single", "two", "all"), default="auto",
+                        help="confirmation schedule: the design's choice, one look at full alpha, two looks with "
+                             "alpha spending, or all three side by side")
     parser.add_argument("--settings", nargs="+", choices=("same", "slightly", "lower", "drift"),
                         default=["same", "slightly", "lower", "drift"], help="day-2 populations to run")
     parser.add_argument("--data", type=Path, default=OVERRULING_CSV, help="the OVERRULING recording")
@@ -223,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             f"lower ({rate - 0.05:.3f})": {cheap: rate - 0.05},
             f"far lower = drift ({rate - 0.15:.3f})": {cheap: rate - 0.15},
         }
-        schedules = {"default": [("", LOOKS)], "single": [("", SINGLE_LOOK)],
-                     "both": [("[looks] ", LOOKS), ("[single look] ", SINGLE_LOOK)]}[args.looks]
+        schedules = {"auto": [("", None)], "single": [("", SINGLE_LOOK)], "two": [("", LOOKS)],
+                     "all": [("[auto] ", None), ("[single look] ", SINGLE_LOOK), ("[two looks] ", LOOKS)]}[args.looks]
         for name, changes in settings.items():
             for label, looks in schedules:
                 started = time.perf_counter()

@@ -11,7 +11,7 @@ Output: one CSV row per run and a printed summary (mean savings per method
 and violation rate per dataset and target, then mean and max savings of mix;
 where ``conf/prototype_savings.csv`` has the research prototype's figure for a
 cell, the ratio to it). ``--ceiling`` adds, per cell, the most any valid
-procedure can expect to save there (``smart_spark.engine.ceiling``), so a
+procedure can expect to save there (``smart_spark.paper.ceiling``), so a
 figure can be read against what is attainable with the promise held.
 """
 
@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 
 from smart_spark.catalogue import ModelCatalogue
-from smart_spark.engine.ceiling import savings_ceiling
+from smart_spark.paper.ceiling import savings_ceiling, told_in_advance_savings
 from smart_spark.engine.config import METHODS
-from smart_spark.engine.simulation import MODES, load_profile_stats, run_trial
+from smart_spark.paper.simulation import MODES, load_profile_stats, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATS = ROOT.parent / "shared" / "data" / "smart_paper_profile_stats.csv"
@@ -62,19 +62,23 @@ def _run(job):
     return run_trial(dataset, target, method, confidence, seed, mode)
 
 
-def _ceiling(job) -> float:
+def _ceiling(job) -> tuple[float, float]:
     dataset, target, confidence = job
     candidates = {m.name: (m.agreement, m.unit_cost) for m in dataset.candidates}
-    return savings_ceiling(dataset.n_items, target, confidence, candidates, dataset.reference.unit_cost).savings
+    reference_cost = dataset.reference.unit_cost
+    return (
+        savings_ceiling(dataset.n_items, target, confidence, candidates, reference_cost).savings,
+        told_in_advance_savings(dataset.n_items, target, confidence, candidates, reference_cost),
+    )
 
 
-def ceilings(datasets, targets, confidence: float, workers: int) -> pd.Series:
-    """Savings ceiling per (dataset, accuracy_target)."""
+def ceilings(datasets, targets, confidence: float, workers: int) -> pd.DataFrame:
+    """Per (dataset, accuracy_target): the savings ceiling and the told-in-advance single look."""
     jobs = [(d, t, confidence) for d in datasets for t in targets]
     with ProcessPoolExecutor(max(workers, 1)) as pool:
         values = list(pool.map(_ceiling, jobs))
     index = pd.MultiIndex.from_tuples([(d.name, round(t, 2)) for d, t, _ in jobs], names=["dataset", "accuracy_target"])
-    return pd.Series(values, index=index, name="ceiling")
+    return pd.DataFrame(values, index=index, columns=["ceiling", "told single look"])
 
 
 def summarise(runs: pd.DataFrame, ceiling: pd.Series | None = None) -> str:
@@ -87,10 +91,15 @@ def summarise(runs: pd.DataFrame, ceiling: pd.Series | None = None) -> str:
     out = _rounded_targets(pd.concat([wide, viol], axis=1))
     if ceiling is not None:
         out = out.join(ceiling, how="left")
+        if "mix" in out:
+            out["mix / ceiling"] = out["mix"] / out["ceiling"]
     lines = ["Mean savings (reference cost / cost) and violation rate per method:", out.round(3).to_string()]
     if "mix" in runs["method"].values:
         mix = runs[runs["method"] == "mix"].groupby(["dataset", "accuracy_target"])["savings"].mean()
         lines.append(f"\nmix: mean savings {mix.mean():.2f}x, max {mix.max():.2f}x over {len(mix)} cells")
+        if ceiling is not None:
+            ratio = out["mix / ceiling"]
+            lines.append(f"mix / ceiling: lowest cell {ratio.min():.3f}, mean ratio {ratio.mean():.3f}")
         if PROTOTYPE.exists():
             lines.append(_against_prototype(mix, ceiling))
     return "\n".join(lines)
@@ -113,12 +122,12 @@ def _against_prototype(mix: pd.Series, ceiling: pd.Series | None) -> str:
     both["ratio"] = both["mix"] / both["prototype"]
     notes = ""
     if ceiling is not None:
-        both = both.join(ceiling, how="left")
+        both = both.join(ceiling["ceiling"], how="left")
         both["0.95 proto <= ceiling"] = 0.95 * both["prototype"] <= both["ceiling"]
         beyond = int((~both["0.95 proto <= ceiling"]).sum())
         notes = (
             f"\n{beyond} cell(s) where 95% of the prototype's figure exceeds what any valid procedure"
-            f" can expect (ceiling, smart_spark.engine.ceiling); mean ceiling over these cells {both['ceiling'].mean():.2f}x"
+            f" can expect (ceiling, smart_spark.paper.ceiling); mean ceiling over these cells {both['ceiling'].mean():.2f}x"
         )
     return (
         "\nmix against the research prototype (conf/prototype_savings.csv):\n"

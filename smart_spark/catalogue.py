@@ -14,6 +14,14 @@ YAML shape (prices per 1M tokens, as providers publish them)::
         base_url: https://api.openai.com/v1   # optional
         api_key_env: OPENAI_API_KEY   # optional: the NAME of the env var
         max_concurrency: 16           # optional
+        rpm: 500                      # optional: the account's requests per minute for this model
+        tpm: 200000                   # optional: the account's tokens per minute for this model
+        batch_discount: 0.5           # optional: Batch API price as a share of the on-line price
+        preflight: models             # optional: how the free pre-run check reaches the model
+                                      # (models: GET /models lists it; request: one tiny paid
+                                      # chat request; none: only the key is checked)
+        top_logprobs: 5               # optional: model returns log-probabilities
+                                      # (asked for, turned into a label confidence)
 """
 
 from __future__ import annotations
@@ -39,7 +47,10 @@ _PRICE_KEYS = {
     "input_price_per_token": ("input_price_per_token", 1.0),
     "output_price_per_token": ("output_price_per_token", 1.0),
 }
-_OTHER_KEYS = {"name", "request_fee", "base_url", "api_key_env", "max_concurrency"}
+PREFLIGHT_MODES = ("models", "request", "none")
+_OTHER_KEYS = {"name", "request_fee", "base_url", "api_key_env", "max_concurrency", "preflight", "top_logprobs",
+               "rpm", "tpm", "batch_discount"}
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
 
 
 class CatalogueError(ValueError):
@@ -61,6 +72,13 @@ class ModelSpec:
     base_url: str | None = None
     api_key_env: str | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    #: Account limits (requests / tokens per minute) the whole job must stay under; None: not declared.
+    rpm: float | None = None
+    tpm: float | None = None
+    #: Batch API price as a share of the on-line price (0 < d <= 1); None: no batch price known (pays 1.0).
+    batch_discount: float | None = None
+    preflight: str = "models"
+    top_logprobs: int = 0  # > 0: ask for log-probabilities (confidence cascades); 0: model has none
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -75,6 +93,30 @@ class ModelSpec:
             raise CatalogueError(
                 f"model {self.name!r}: max_concurrency must be an integer >= 1, "
                 f"got {self.max_concurrency!r}"
+            )
+        for field_name in ("rpm", "tpm"):
+            value = getattr(self, field_name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+            ):
+                raise CatalogueError(f"model {self.name!r}: {field_name} must be a number > 0 per minute, got {value!r}")
+        discount = self.batch_discount
+        if discount is not None and (
+            isinstance(discount, bool) or not isinstance(discount, (int, float)) or not 0 < discount <= 1
+        ):
+            raise CatalogueError(f"model {self.name!r}: batch_discount must be in (0, 1], got {discount!r}")
+        if self.preflight not in PREFLIGHT_MODES:
+            raise CatalogueError(
+                f"model {self.name!r}: preflight must be one of {list(PREFLIGHT_MODES)}, got {self.preflight!r}"
+            )
+        if (
+            isinstance(self.top_logprobs, bool)
+            or not isinstance(self.top_logprobs, int)
+            or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS
+        ):
+            raise CatalogueError(
+                f"model {self.name!r}: top_logprobs must be an integer in 0..{MAX_TOP_LOGPROBS}, "
+                f"got {self.top_logprobs!r}"
             )
         if self.api_key_env is not None and not _looks_like_env_var_name(self.api_key_env):
             # Refuse anything that is not an env var *name*: a pasted key must not
@@ -91,6 +133,10 @@ class ModelSpec:
             + completion_tokens * self.output_price_per_token
             + requests * self.request_fee
         )
+
+    def batch_cost(self, prompt_tokens: int, completion_tokens: int, requests: int = 1) -> float:
+        """USD for one call answered through the Batch API (the on-line price times ``batch_discount``)."""
+        return self.cost(prompt_tokens, completion_tokens, requests) * (self.batch_discount or 1.0)
 
     def api_key(self) -> str | None:
         """The key from the environment at call time (never stored on the spec)."""
@@ -125,6 +171,11 @@ class ModelSpec:
             base_url=entry.get("base_url"),
             api_key_env=entry.get("api_key_env"),
             max_concurrency=int(entry.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+            rpm=entry.get("rpm"),
+            tpm=entry.get("tpm"),
+            batch_discount=entry.get("batch_discount"),
+            preflight=entry.get("preflight", "models"),
+            top_logprobs=entry.get("top_logprobs", 0),
             **prices,
         )
 
@@ -133,6 +184,10 @@ class ModelSpec:
         data = asdict(self)
         data["input_price_per_1m"] = data.pop("input_price_per_token") * PER_MILLION
         data["output_price_per_1m"] = data.pop("output_price_per_token") * PER_MILLION
+        if data["preflight"] == "models":
+            del data["preflight"]  # the default; older readers do not know the key
+        if not data["top_logprobs"]:
+            del data["top_logprobs"]  # models without log-probabilities keep today's YAML form
         return {k: v for k, v in data.items() if v is not None}
 
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from smart_spark.engine.ceiling import (
+from smart_spark.paper.ceiling import (
     binary_kl,
     largest_probability,
     nearest_divergence,
     savings_ceiling,
 )
-from smart_spark.engine.simulation import SimDataset, SimModel, run_trial
+from smart_spark.paper.simulation import SimDataset, SimModel, run_trial
 
 
 def test_single_model_divergence_is_the_binary_kl_below_the_rate_and_zero_above():

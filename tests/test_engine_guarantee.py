@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from smart_spark.engine.simulation import SimDataset, SimModel, run_trial
+from smart_spark.paper.simulation import SimDataset, SimModel, run_trial
 
 RUNS = 1000
 TARGET = 0.90

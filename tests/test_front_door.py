@@ -26,7 +26,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_job(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_job(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "jobs.classify", *args],
         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
@@ -47,6 +47,7 @@ def _summary_ok(proc: subprocess.CompletedProcess, rows: int) -> str:
 def test_default_run_no_arguments(tmp_path):
     proc = run_job(tmp_path)
     out = _summary_ok(proc, 3000)
+    assert "answers              SIMULATED" in out  # the embedded demo says what answered
     assert "sqlite:///" + str(tmp_path / "mlflow.db") in out
     assert (tmp_path / "output" / "demo_classified").is_dir()
     assert (tmp_path / "mlartifacts").is_dir()
@@ -71,6 +72,7 @@ def test_run_from_config_file_with_overrides(tmp_path):
     )
     out = _summary_ok(proc, 300)
     assert "target 0.85" in out
+    assert "answers              SIMULATED" in out  # the config's stand_in section chose the stand-in
     # partition_by: [category] from the config file
     assert sorted(p.name for p in out_dir.iterdir() if p.name.startswith("category=")) == [
         "category=electronics", "category=home", "category=kitchen", "category=outdoors", "category=toys"]

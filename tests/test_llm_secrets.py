@@ -78,7 +78,8 @@ def test_key_never_appears_anywhere(monkeypatch, tmp_path, caplog, capfd, echoin
     with LLMClient(_catalogue(echoing_provider), ["Yes", "No"]) as client:
         [rejected] = client.complete_batch("ref", ["prompt"])
     assert _EchoingAuthHandler.seen_keys[-1] == FAKE_KEY  # the key was read from the env var and sent
-    assert rejected.error == "HTTP 401 from ref: Incorrect API key provided: [REDACTED] (gave up after 1 attempt)"
+    assert rejected.error.startswith("HTTP 401 from ref: Incorrect API key provided: [REDACTED]; unauthorized: ")
+    assert rejected.error.endswith("rejected the API key (gave up after 1 attempt)")
     texts += [rejected.error, repr(rejected)]
 
     captured = capfd.readouterr()

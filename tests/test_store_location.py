@@ -135,3 +135,17 @@ def test_compaction_keeps_answers_written_while_it_runs(tmp_path):
     assert result["files_merged"] == 5 and result["answers"] == 100
     keys = [answer_key("m", f"s{n}-{i}") for n in range(5) for i in range(20)] + [answer_key("m", "live-0"), answer_key("m", "live-1")]
     assert len(AnswerStore(path).lookup(keys)) == 102
+
+
+def test_append_mode_through_a_pyarrow_filesystem(tmp_path):
+    """The HDFS path: a pyarrow filesystem with appends (flush per answer, seal by move), here pyarrow's local one."""
+    store = AnswerStore(str(tmp_path), filesystem=pafs.LocalFileSystem(), append=True)
+    store.check_writable()
+    reader = AnswerStore(str(tmp_path), filesystem=pafs.LocalFileSystem(), append=True)
+    writer = store.writer("task")
+    writer.put(_answer("first"))
+    assert reader.lookup([answer_key("m", "first")])[answer_key("m", "first")].label == "Yes"  # visible before close
+    writer.put(_answer("second"))
+    writer.close()
+    assert sorted(p.suffix for p in (tmp_path / "answers").iterdir()) == [".done"]
+    assert len(AnswerStore(str(tmp_path)).lookup([answer_key("m", "first"), answer_key("m", "second")])) == 2

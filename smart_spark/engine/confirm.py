@@ -48,12 +48,13 @@ Size and looks
 | bounds at n]``, the expectation taken over day 1's estimates (a Jeffreys
 posterior per model when counts are given) and over the new sample's own
 binomial noise. When no size beats running the reference on every row, the size
-is 0 and the reference runs alone. The sample is asked in fixed looks
-(:data:`LOOKS`: half the size, then all of it) with each model's alpha spent
-across them (alpha spending, as in ``payoff.py``), so the bound at whichever
-look the run stops holds at the model's alpha however the stop was chosen. The
-run stops at the first look when the plan it allows already costs no more than
-the rest of the sample is expected to buy, or when drift is flagged.
+is 0 and the reference runs alone. The design also picks, by the same
+expectation, one look at full alpha or two fixed looks (:data:`LOOKS`: half the
+size, then all of it) with each model's alpha spent across them (alpha
+spending, as in ``payoff.py``), so the bound at whichever look the run stops
+holds at the model's alpha however the stop was chosen. With two looks the run
+stops at the first when the plan it allows already costs no more than the rest
+of the sample is expected to buy, or when drift is flagged.
 """
 
 from __future__ import annotations
@@ -81,10 +82,9 @@ from smart_spark.engine.profiler import (
 
 #: Largest number of plan models considered for confirmation subsets (plans use at most 2).
 _MAX_SUBSET_MODELS = 4
-#: Confirmation looks: (fraction of the planned size, share of each model's alpha).
-#: Stopping at half the size whenever the plan is already as cheap there as the
-#: full sample is expected to make it saves more than the split alpha costs
-#: (measured with ``jobs/bench_reuse.py --looks``); SINGLE_LOOK is the alternative.
+#: Confirmation schedules: (fraction of the planned size, share of each model's alpha).
+#: The design takes whichever is cheaper in expectation (``jobs/bench_reuse.py
+#: --looks all`` measures both against the design's choice).
 LOOKS = ((0.5, 0.5), (1.0, 0.5))
 SINGLE_LOOK = ((1.0, 1.0),)
 _MIN_LOOK = 20
@@ -129,7 +129,7 @@ class PlanEstimates:
 
 
 #: Estimates as accepted by the public functions: PlanEstimates, ``{model: (n, k)}``
-#: or ``{model: rate}``; ``None`` falls back to the plan's own bounds (conservative).
+#: or ``{model: rate}``; ``None`` falls back to the plan's point estimates, else its bounds.
 Estimates = PlanEstimates | Mapping[str, Any] | None
 
 
@@ -193,46 +193,53 @@ def _subset_alphas(plan: Plan, subset: Sequence[str], budget: float) -> dict[str
     return {m: budget * a / total for m, a in given.items()}
 
 
-def _scenarios(plan: Plan, models: Sequence[str], estimates: Estimates) -> tuple[np.ndarray, np.ndarray]:
-    """What the new sample may show, per (scenario, model): a true rate and a sampling quantile.
+def _scenarios(plan: Plan, models: Sequence[str], estimates: Estimates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the new sample may show, per (scenario, model): a true rate and two sampling quantiles.
 
     The true rate comes from day 1's Jeffreys posterior (a point when only a
     rate is known); the ``z`` quantile stands for the new sample's own binomial
     noise, which matters here because day 1's estimates are already tight: a
     sample that is unluckily low shifts rows to the reference, and the expected
-    cost must price that in. Latin hypercube with a fixed seed, independent
+    cost must price that in. The second quantile is the noise of the rows a
+    second look adds to the first. Latin hypercube with a fixed seed, independent
     across models, so the design is a deterministic function of its inputs.
     """
     counts = estimates.counts if isinstance(estimates, PlanEstimates) else dict(estimates or {})
     rng = np.random.default_rng(_SCENARIO_SEED)
     levels = (np.arange(_SCENARIOS) + 0.5) / _SCENARIOS
-    rates, quantiles = [], []
+    rates, quantiles, later = [], [], []
     for m in models:
         value = counts.get(m)
         if isinstance(value, (tuple, list)) and value[0] > 0:
             n, k = float(value[0]), float(value[1])
             rates.append(stats.beta.ppf(rng.permutation(levels), k + 0.5, n - k + 0.5))
         else:
-            point = float(value) if isinstance(value, (int, float)) else plan.bounds.get(m, 0.0)
+            point = float(value) if isinstance(value, (int, float)) else plan.estimates.get(m, plan.bounds.get(m, 0.0))
             rates.append(np.full(_SCENARIOS, point))
         quantiles.append(stats.norm.ppf(rng.permutation(levels)))
-    return np.stack(rates, axis=1), np.stack(quantiles, axis=1)
+        later.append(stats.norm.ppf(rng.permutation(levels)))
+    return np.stack(rates, axis=1), np.stack(quantiles, axis=1), np.stack(later, axis=1)
 
 
-def _expected_plan_costs(plan, config, models, alphas, scenarios, sizes, n_total) -> np.ndarray:
-    """Expected cost per remaining item of the re-solved plan, per confirmation size."""
+def _plan_costs(plan, config, models, alphas, scenarios, sizes, weights, n_total) -> np.ndarray:
+    """Plan cost per remaining item, shape (sizes, scenarios), with bounds at ``alpha * weight`` per size.
+
+    ``scenarios``: ``(rates, z)``, the sampling quantile ``z`` per (scenario, model) or per (size, scenario, model).
+    """
     rates, z = scenarios
+    z = z if z.ndim == 3 else z[None]
     costs = np.array([plan.unit_costs[m] for m in models])
     c_ref = plan.unit_costs[plan.reference]
     alpha = np.array([alphas[m] for m in models])
     remaining = np.maximum(n_total - sizes, 1).astype(float)
     targets = remaining_target(config.accuracy_target, n_total, sizes)
     n = np.maximum(sizes, 1).astype(float)[:, None, None]
-    observed = np.clip(rates[None] + z[None] * np.sqrt(rates * (1 - rates))[None] / np.sqrt(n), 0.0, 1.0)
+    observed = np.clip(rates[None] + z * np.sqrt(rates * (1 - rates))[None] / np.sqrt(n), 0.0, 1.0)
     # Routed group of each model: its saved share of the remaining rows.
     share = np.array([max(plan.fractions.get(m, 0.0), 1e-3) for m in models])
     n_eff = effective_size(n, share[None, None, :] * remaining[:, None, None])
-    lower = approx_lower(observed * n_eff, n_eff, alpha[None, None, :])
+    level = alpha[None, None, :] * np.asarray(weights, dtype=float)[:, None, None]
+    lower = approx_lower(observed * n_eff, n_eff, level)
     lower = np.where(sizes[:, None, None] > 0, lower, 0.0)
     g, s, k = lower.shape
     if config.method == "mix":
@@ -245,8 +252,7 @@ def _expected_plan_costs(plan, config, models, alphas, scenarios, sizes, n_total
     else:
         passing = lower >= targets[:, None, None]
         cost = np.where(passing, costs[None, None, :], c_ref).min(axis=2)
-    cost = np.where(targets[:, None] <= 0, min(costs.min(), c_ref), cost)
-    return cost.mean(axis=1)
+    return np.where(targets[:, None] <= 0, min(costs.min(), c_ref), cost)
 
 
 def look_schedule(size: int, looks: Sequence[tuple[float, float]]) -> tuple[tuple[int, float], ...]:
@@ -259,14 +265,45 @@ def look_schedule(size: int, looks: Sequence[tuple[float, float]]) -> tuple[tupl
     return tuple((at, w / total) for at, w in sorted(pooled.items()))
 
 
+def _expected_totals(plan, config, subset, alphas, scenarios, sizes, looks, n_total):
+    """Expected total cost per final size under a schedule of one or two looks, and the final plan cost.
+
+    With two looks, each scenario stops at the first one when the plan there is
+    no dearer than going on is expected to be (the rule :func:`confirm_plan`
+    applies); the last look's noise shares the first look's rows.
+    """
+    schedules = [look_schedule(int(n), looks) for n in sizes]
+    if any(len(sched) > 2 for sched in schedules):
+        raise ValueError(f"confirmation schedules have at most two looks, got {looks}")
+    confirm_cost = plan.unit_costs[plan.reference] + sum(plan.unit_costs[m] for m in subset)
+    rates, z_first, z_later = scenarios
+    first = np.array([sched[0][0] for sched in schedules])
+    # The last look's noise: the first look's rows plus independent later rows.
+    share_first = np.sqrt(first / np.maximum(sizes, 1))[:, None, None]
+    z_final = share_first * z_first[None] + np.sqrt(1 - share_first**2) * z_later[None]
+    final_weight = np.array([sched[-1][1] for sched in schedules])
+    final = _plan_costs(plan, config, subset, alphas, (rates, z_final), sizes, final_weight, n_total)
+    final_mean = final.mean(axis=1)
+    totals = sizes * confirm_cost + (n_total - sizes) * final_mean
+    if np.any(first < sizes):
+        first_weight = np.array([sched[0][1] if len(sched) > 1 else 1.0 for sched in schedules])
+        early = _plan_costs(plan, config, subset, alphas, (rates, z_first), first, first_weight, n_total)
+        go_on = (sizes - first) * confirm_cost + (n_total - sizes) * final_mean
+        stop = ((n_total - first)[:, None] * early <= go_on[:, None]) & (first < sizes)[:, None]
+        per_scenario = np.where(stop, first[:, None] * confirm_cost + (n_total - first)[:, None] * early,
+                                sizes[:, None] * confirm_cost + (n_total - sizes)[:, None] * final)
+        totals = per_scenario.mean(axis=1)
+    return totals, final_mean
+
+
 def confirmation_design(plan: Plan, n_total: int, config: SmartConfig, rates: Estimates = None,
-                        looks: Sequence[tuple[float, float]] = LOOKS) -> ConfirmationDesign:
+                        looks: Sequence[tuple[float, float]] | None = None) -> ConfirmationDesign:
     """Models, alphas, size and looks with the lowest expected total cost on ``n_total`` new rows.
 
     A function of the saved plan, day 1's estimates and the new row count only,
     so :func:`confirmation_size` and :func:`confirm_plan` agree and the choice
-    cannot bias the bounds. The expectation prices the last look's bounds (at
-    its share of alpha) and ignores early stops, which only save.
+    cannot bias the bounds. ``looks``: one schedule to use; ``None`` picks the
+    cheaper in expectation of :data:`SINGLE_LOOK` and :data:`LOOKS`.
     """
     c_ref = plan.unit_costs.get(plan.reference, 0.0)
     reference_only = ConfirmationDesign((), {}, 0, n_total * c_ref, n_total * c_ref)
@@ -275,22 +312,19 @@ def confirmation_design(plan: Plan, n_total: int, config: SmartConfig, rates: Es
     if not models or cap < 1 or config.method == "reference":
         return reference_only
     sizes = size_grid(cap)
-    final_weight = look_schedule(int(sizes[-1]), looks)[-1][1]
     best = reference_only
-    for k in range(1, len(models) + 1):
-        for subset in itertools.combinations(models, k):
-            alphas = _subset_alphas(plan, subset, config.error_budget)
-            scenarios = _scenarios(plan, subset, rates)
-            final_alphas = {m: a * final_weight for m, a in alphas.items()}
-            per_item = _expected_plan_costs(plan, config, list(subset), final_alphas, scenarios, sizes, n_total)
-            confirm_cost = c_ref + sum(plan.unit_costs[m] for m in subset)
-            totals = sizes * confirm_cost + (n_total - sizes) * per_item
-            totals[sizes == 0] = np.inf
-            g = int(np.argmin(totals))
-            if totals[g] < best.expected_total_cost:
-                size = int(sizes[g])
-                best = ConfirmationDesign(subset, alphas, size, float(totals[g]), n_total * c_ref,
-                                          look_schedule(size, looks), float(per_item[g]))
+    for schedule in ([looks] if looks is not None else [SINGLE_LOOK, LOOKS]):
+        for k in range(1, len(models) + 1):
+            for subset in itertools.combinations(models, k):
+                alphas = _subset_alphas(plan, subset, config.error_budget)
+                scenarios = _scenarios(plan, subset, rates)
+                totals, final = _expected_totals(plan, config, list(subset), alphas, scenarios, sizes, schedule, n_total)
+                totals[sizes == 0] = np.inf
+                g = int(np.argmin(totals))
+                if totals[g] < best.expected_total_cost:
+                    size = int(sizes[g])
+                    best = ConfirmationDesign(subset, alphas, size, float(totals[g]), n_total * c_ref,
+                                              look_schedule(size, schedule), float(final[g]))
     return best
 
 
@@ -300,7 +334,7 @@ def confirmation_size(plan: Plan, n_total: int, config: SmartConfig, rates: Esti
     0 when the plan is reference-only, or when no confirmation is expected to
     cost less than running the reference on every row. ``rates``: day 1's
     estimates (:class:`PlanEstimates`, ``{model: (n, k)}`` or ``{model: rate}``);
-    without them the plan's own bounds stand in, which sizes conservatively.
+    without them the plan's point estimates stand in (no posterior spread).
     """
     if n_total < 0:
         raise ValueError(f"n_total must be >= 0, got {n_total}")
@@ -332,7 +366,9 @@ def confirm_plan(
     design = design or confirmation_design(plan, n_total, config, rates)
     cap = min(design.size, pool_size, n_total)
     if cap == 0:
-        return _reference_only(plan, n_total, config)
+        why = ("the saved plan is reference-only" if not confirmation_models(plan) else
+               f"confirming the plan is not expected to cost less than the reference on {n_total} new rows")
+        return _reference_only(plan, n_total, config, why)
     sample = _Sample(plan.reference, list(design.models), answer_source, config.batch_size)
     for index, (look_size, weight) in enumerate(design.looks):
         sample.ask_until(min(look_size, cap))
@@ -418,7 +454,7 @@ def _confirmation_profile(plan: Plan, n_total: int, config: SmartConfig, design:
     )
 
 
-def _reference_only(plan: Plan, n_total: int, config: SmartConfig) -> ConfirmationResult:
+def _reference_only(plan: Plan, n_total: int, config: SmartConfig, reason: str) -> ConfirmationResult:
     """Nothing to confirm: the reference answers every new row (the promise holds trivially)."""
     reference = plan.reference
     cost = plan.unit_costs.get(reference, 0.0)
@@ -430,5 +466,6 @@ def _reference_only(plan: Plan, n_total: int, config: SmartConfig) -> Confirmati
     new_plan = replace(
         plan, fractions={reference: 1.0}, bounds={reference: 1.0}, alphas={}, n_total=n_total, n_remaining=n_total,
         remaining_target=config.accuracy_target, accuracy_target=config.accuracy_target, confidence=config.confidence,
+        estimates={reference: 1.0}, reason=reason,
     )
     return ConfirmationResult(True, new_plan, profile, [], 0.0, "reference-only")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -36,7 +37,10 @@ class SmartEngine:
         reference: str,
         solver: str = "cbc",
         max_parallel_models: int = 4,
+        prices: Mapping[str, float] | None = None,
     ):
+        """``prices``: optional expected USD per item per model (from the catalogue),
+        used before any call to skip profiling that cannot pay for itself."""
         if reference not in models:
             raise ValueError(f"reference model {reference!r} is not among the models {list(models)}")
         if len(set(models)) != len(models):
@@ -46,6 +50,7 @@ class SmartEngine:
         self.reference = reference
         self.solver = solver
         self.max_parallel_models = max_parallel_models
+        self.prices = dict(prices or {})
 
     def run(
         self,
@@ -61,6 +66,7 @@ class SmartEngine:
             answer_source,
             progress=progress,
             max_parallel_models=self.max_parallel_models,
+            prices=self.prices,
         )
         profile = profiler.run(n_total, pool_size)
         return SmartResult(profile, plan_from_profile(profile, self.config, self.solver))
@@ -98,7 +104,30 @@ def plan_from_profile(profile: Profile, config: SmartConfig, solver: str = "cbc"
         alphas=solution.alphas,
         method=config.method,
         seed=config.seed,
+        reference_failure_rate=profile.reference_failure_rate,
+        estimates=_estimates(profile, solution.fractions),
+        reason=profile.reason or _plan_reason(solution.fractions, profile.reference, confirmed),
     )
+
+
+def _estimates(profile: Profile, fractions) -> dict[str, float]:
+    """Point estimates of each plan model's agreement (confirmation counts, else pilot)."""
+    out = {}
+    for model in fractions:
+        stats = profile.stats.get(model)
+        if model == profile.reference or stats is None:
+            out[model] = 1.0
+        elif math.isfinite(stats.agreement_rate):
+            out[model] = float(stats.agreement_rate)
+    return out
+
+
+def _plan_reason(fractions, reference: str, confirmed) -> str:
+    if set(fractions) != {reference}:
+        return ""
+    if not confirmed:
+        return "no candidate was confirmed as cheaper and good enough; the reference answers every row"
+    return "no confirmed candidate reaches the remaining target at a lower cost; the reference answers every row"
 
 
 def _single(profile: Profile, confirmed, target: float) -> MixSolution:

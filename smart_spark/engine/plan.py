@@ -3,11 +3,30 @@
 Routing must give the same model for the same row in every process, on every
 task retry and on re-evaluation of the DataFrame, so it hashes the row key with
 a keyed BLAKE2b digest (Python's ``hash()`` is salted per process).
+
+Routing and escalation semantics (what the guarantee covers):
+
+- A row goes to ``route(key)``. If that model's call fails, the row is tried
+  on ``escalation(model)`` in order: dearer plan models, then the reference.
+  This is covered by the bound because profiling counts a candidate's failed
+  call as a *disagreement*: a model's bound already assumes each of its failed
+  rows is wrong, so whatever answer escalation finds can only help.
+- A row whose reference call fails (after retries, or skipped at the spend
+  cap) ends with no answer and counts against the target. The plan leaves
+  ``failure_slack_rows`` such rows of room: as long as at most that many rows
+  end without an answer, the promise still holds (the Spark layer counts them
+  and fails with ``ErrorRateExceeded`` past it). The profiler measures the
+  reference's failure rate (``reference_failure_rate``) so a run can see in
+  advance whether the slack is likely to suffice.
+- Profiled rows are exact only because each is a distinct row: the Spark layer
+  makes keys unique when ``idCol`` is not, so one profiled answer never stands
+  for several rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -36,6 +55,12 @@ class Plan:
     alphas: dict[str, float] = field(default_factory=dict)
     method: str = "mix"
     seed: int = 0
+    #: Share of profiled rows whose reference call failed after retries.
+    reference_failure_rate: float = 0.0
+    #: Point estimates of each plan model's agreement (for the expected agreement).
+    estimates: dict[str, float] = field(default_factory=dict)
+    #: Why the plan is reference-only (empty otherwise); logged and sent to MLflow.
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if not self.fractions:
@@ -64,8 +89,24 @@ class Plan:
                 return model
         return ordered[-1]
 
+    def route_units(self, units):
+        """``route`` for many precomputed ``stable_unit_hash`` values at once (same answers).
+
+        Returns model indices into ``sorted(self.fractions)``; the simulations use it.
+        """
+        import numpy as np
+
+        ordered = sorted(self.fractions)
+        edges = np.cumsum([self.fractions[m] for m in ordered])
+        return np.minimum(np.searchsorted(edges, np.asarray(units, dtype=float), side="right"), len(ordered) - 1)
+
     def escalation(self, model: str) -> list[str]:
-        """Models to try, in order, after ``model`` failed: dearer plan models, then the reference."""
+        """Models to try, in order, after ``model`` failed: dearer plan models, then the reference.
+
+        Valid because a failed candidate call counted as a disagreement while
+        profiling (see the module doc): the bound never relies on the answer
+        escalation finds.
+        """
         own_cost = self.unit_costs.get(model, 0.0)
         dearer = [
             m
@@ -85,6 +126,27 @@ class Plan:
         if not self.n_total:
             return 1.0
         remaining = sum(share * self.bounds.get(model, 1.0 if model == self.reference else 0.0)
+                        for model, share in self.fractions.items())
+        return (self.n_total - self.n_remaining + self.n_remaining * remaining) / self.n_total
+
+    @property
+    def failure_slack_rows(self) -> int:
+        """Rows that may end with no answer (e.g. reference failures) while the promise holds.
+
+        ``floor(N * (agreement_bound - accuracy_target))``: the margin by which
+        the promised agreement exceeds the target, in rows.
+        """
+        return max(0, int(math.floor(self.n_total * (self.agreement_bound - self.accuracy_target) + 1e-9)))
+
+    @property
+    def expected_agreement(self) -> float:
+        """Expected agreement over all rows: profiled rows exact, the rest at share-weighted estimates.
+
+        An estimate, not a promise: the promise is ``agreement_bound``.
+        """
+        if not self.n_total:
+            return 1.0
+        remaining = sum(share * self.estimates.get(model, self.bounds.get(model, 1.0 if model == self.reference else 0.0))
                         for model, share in self.fractions.items())
         return (self.n_total - self.n_remaining + self.n_remaining * remaining) / self.n_total
 
@@ -125,9 +187,16 @@ class Plan:
                 + (f"  agreement >= {bound:.4f}" if bound is not None else "")
                 + (f"  (alpha {self.alphas[model]:.4f})" if model in self.alphas else "")
             )
+        if self.reason:
+            lines.append(f"  reference only: {self.reason}")
         lines.append(
             f"  agreement over all rows >= {self.agreement_bound:.4f} "
-            f"with probability >= {self.confidence:.3f}"
+            f"with probability >= {self.confidence:.3f} (guaranteed); "
+            f"expected {self.expected_agreement:.4f} (estimate)"
+        )
+        lines.append(
+            f"  rows that may end without an answer while the promise holds: {self.failure_slack_rows}"
+            f" (reference failed on {self.reference_failure_rate:.2%} of profiled rows)"
         )
         ref = self.reference_only_cost
         lines.append(

@@ -15,6 +15,15 @@ Two stages, on items taken in the (already uniformly random) order of the pool:
    the one-sided bounds of ``bounds.py``, at the share of each model's budget
    that look was given.
 
+Failed calls: a candidate's failed call on an item counts as a disagreement
+with the reference (items where the *reference* failed are left out: they have
+no answer to compare with and are not profiled). The reference's own failure
+rate is measured and reported (``Profile.reference_failure_rate``).
+
+Duplicates: pool positions are taken to be distinct rows. The Spark layer
+makes row keys unique before sampling, so two profiled positions are never the
+same row counted twice.
+
 An answer source is ``answer_source(model, positions) -> answers``: either a
 sequence of objects with ``label``, ``raw``, ``cost`` and ``error`` (the LLM
 client's ``CallResult``) or :class:`AnswerArrays` (the simulator's fast path).
@@ -26,7 +35,7 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,6 +61,10 @@ ProgressCallback = Callable[[dict], None]
 #: Below this many items per pilot item there is too little left to save on.
 _MIN_ITEMS_PER_PILOT_ITEM = 4
 _PILOT_MIN, _PILOT_MAX = 20, 200
+#: A pilot costing more than this share of the reference-only cost runs in steps.
+_SEQUENTIAL_PILOT_SHARE = 0.08
+#: Where the sequential pilot stops to decide, as fractions of the pilot size.
+_PILOT_STEPS = (0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,13 @@ class Profile:
     reference_errors: list[str | None] = field(default_factory=list)
     pilot_size: int = 0
     confirmation_size: int = 0
+    #: Why no model was profiled (empty when profiling ran); logged and sent to MLflow.
+    reason: str = ""
+
+    @property
+    def reference_failure_rate(self) -> float:
+        """Share of profiled items whose reference call failed (after the client's retries)."""
+        return float(1.0 - self.reference_ok.mean()) if len(self.reference_ok) else 0.0
 
     @property
     def n_profiled(self) -> int:
@@ -168,7 +188,24 @@ class Profile:
             f"SMART profile: {self.n_profiled} of {self.n_total} items profiled "
             f"(pilot {self.pilot_size}, confirmation {self.confirmation_size}), spent ${self.spent:.4f}",
         ]
-        for s in sorted(self.stats.values(), key=lambda s: s.unit_cost):
+        if self.reason:
+            lines.append(f"  no profiling: {self.reason}")
+        if len(self.reference_ok):
+            lines.append(f"  reference failed on {self.reference_failure_rate:.2%} of profiled items")
+        for s in sorted(self.stats.values(), key=lambda s: (not math.isfinite(s.unit_cost), s.unit_cost)):
+            if s.status == "reference":
+                lines.append(f"  {s.model:<28} reference")
+                continue
+            if not s.n and not s.pilot_n:
+                why = self.reason or "priced out before the pilot (its pilot calls could not pay back)"
+                lines.append(f"  {s.model:<28} not profiled: {why}")
+                continue
+            if not s.n:
+                lines.append(
+                    f"  {s.model:<28} {s.status:<9} not confirmed: pilot agreement {s.agreement_rate:6.3f} "
+                    f"on {s.pilot_n} pilot items (no bound), unit cost ${s.unit_cost:.6f}"
+                )
+                continue
             lines.append(
                 f"  {s.model:<28} {s.status:<9} agreement {s.agreement_rate:6.3f} "
                 f"bounds [{s.lower:.3f}, {s.upper:.3f}] on {s.n} items, unit cost ${s.unit_cost:.6f}"
@@ -204,9 +241,14 @@ class Profiler:
         answer_source: AnswerSource,
         progress: ProgressCallback | None = None,
         max_parallel_models: int = 1,
+        prices: Mapping[str, float] | None = None,
     ):
+        """``prices``: expected USD per item per model, known before any call
+        (e.g. from the catalogue); used only to skip profiling that cannot pay."""
         self.config = config
+        self.prices = dict(prices or {})
         self.candidates = [m for m in candidates if m != reference]
+        self._all_candidates = list(self.candidates)
         self.reference = reference
         self.answer_source = answer_source
         self.progress = progress
@@ -225,19 +267,16 @@ class Profiler:
             raise ValueError("n_total and pool_size must be >= 0")
         limit = min(pool_size, n_total, self.config.max_profile or n_total)
         pilot_size = min(self.config.pilot_size or auto_pilot_size(n_total), limit)
-        worth_profiling = (
-            self.config.method != "reference"
-            and self.candidates
-            and n_total >= _MIN_ITEMS_PER_PILOT_ITEM * pilot_size
-        )
-        if not worth_profiling:
-            return self._profile(n_total, {}, _Tally([]), _Tally([]), 0, 0)
-
+        self.candidates = self._worth_piloting(n_total, pilot_size)
+        reason = self._skip_reason(n_total, pilot_size)
+        if reason:
+            logger.info("SMART runs the reference on every row: %s", reason)
+            return self._profile(n_total, {}, _Tally([]), _Tally([]), 0, 0, reason=reason)
 
         pilot = _Tally(self.candidates)
-        self._stage("pilot", range(0, pilot_size), self.candidates, pilot)
+        active = self._pilot(n_total, pilot_size, limit, pilot)
         max_more = limit - pilot_size
-        decision = self._decide(n_total, pilot, max_more)
+        decision = self._decide(n_total, pilot, max_more, active)
         logger.info(
             "SMART pilot done on %d items: confirming %s on about %d more items",
             pilot_size, sorted(decision.alphas) or "nothing", decision.size,
@@ -246,6 +285,80 @@ class Profiler:
         weight = self._confirm(n_total, pilot, confirm, decision, pilot_size, max_more)
         done = len(self._positions) - pilot_size
         return self._profile(n_total, decision.alphas, pilot, confirm, pilot_size, done, weight)
+
+    def _pilot(self, n_total: int, pilot_size: int, limit: int, pilot: _Tally) -> list[str]:
+        """Run the pilot; return the candidates still in it at the end.
+
+        Where the pilot is a noticeable part of what the reference alone would
+        cost (small N: more than ``_SEQUENTIAL_PILOT_SHARE`` of it), it runs in
+        steps (``_PILOT_STEPS``, fractions of its size), and after each the pays-off rule, on the counts
+        so far, keeps only the models it would confirm; when it would confirm
+        none, the pilot stops. These choices look only at pilot data, so they
+        cannot bias the confirmation bounds; they only stop paying for
+        models that cannot pay back.
+        """
+        active = list(self.candidates)
+        prices = self.prices
+        sequential = bool(prices) and pilot_size * sum(prices[m] for m in active) > (
+            _SEQUENTIAL_PILOT_SHARE * n_total * prices.get(self.reference, math.inf)
+        )
+        edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if sequential else (1.0,))})
+        done = 0
+        for edge in edges:
+            if edge > done:
+                self._stage("pilot", range(done, edge), active, pilot)
+                done = edge
+            if edge < pilot_size:
+                keep = self._decide(n_total, pilot, limit - done, active).alphas
+                dropped = [m for m in active if m not in keep]
+                if dropped:
+                    logger.info("SMART pilot: dropping %s after %d items (cannot pay back)", dropped, done)
+                active = [m for m in active if m in keep]
+                if not active:
+                    break
+        return active
+
+    def _worth_piloting(self, n_total: int, pilot_size: int) -> list[str]:
+        """Candidates whose pilot calls could be paid back, given the prices known up front.
+
+        Without prices every candidate is piloted. With them, a candidate is
+        dropped before any call when piloting it alone costs more than it could
+        save on the rest even at perfect agreement:
+        ``pilot * c_m >= (N - pilot) * (c_ref - c_m)``.
+        """
+        if not self.prices:
+            return self.candidates
+        c_ref = self.prices.get(self.reference, math.inf)
+        rest = n_total - pilot_size
+        return [
+            m for m in self.candidates
+            if m in self.prices and pilot_size * self.prices[m] < rest * (c_ref - self.prices[m])
+        ]
+
+    def _skip_reason(self, n_total: int, pilot_size: int) -> str:
+        """Why profiling cannot pay for itself (empty when it may).
+
+        Decided before any call from N, the target and (when given) prices: the
+        pilot's candidate calls are extra spend (its reference calls answer
+        their rows anyway), and no plan can save more than the remaining rows
+        times the gap between the reference's and the cheapest candidate's price.
+        """
+        if self.config.method == "reference":
+            return "method 'reference' asks for the reference on every row"
+        if not self.candidates:
+            return "no candidate model could pay back its pilot calls at these prices and N"
+        if n_total < _MIN_ITEMS_PER_PILOT_ITEM * pilot_size:
+            return (f"N = {n_total} is below {_MIN_ITEMS_PER_PILOT_ITEM} x the pilot size {pilot_size}: "
+                    "too few rows left to save on")
+        if self.prices:
+            pilot_extra = pilot_size * sum(self.prices[m] for m in self.candidates)
+            best_saving = (n_total - pilot_size) * (
+                self.prices[self.reference] - min(self.prices[m] for m in self.candidates)
+            )
+            if pilot_extra >= best_saving:
+                return (f"the pilot's candidate calls (about ${pilot_extra:.4f}) cost more than any plan "
+                        f"could save on the other {n_total - pilot_size} rows (at most ${best_saving:.4f})")
+        return ""
 
     def _confirm(self, n_total, pilot: _Tally, confirm: _Tally, decision: Confirmation, start: int, max_more: int) -> float:
         """Run the confirmation look by look; return the budget share of the stopping look."""
@@ -277,7 +390,11 @@ class Profiler:
             self._record_reference(chunk, ref)
             for model in models:
                 got = answers[model]
-                tally.add(model, got.keys == ref.keys, got.ok & ref.ok)
+                # A failed candidate call counts as a disagreement (it is not left
+                # out): the bound then covers every row routed to the model, so a
+                # failed call in the apply phase may escalate to any model without
+                # leaving a row whose agreement was never measured.
+                tally.add(model, got.ok & (got.keys == ref.keys), ref.ok)
             self._report(phase, tally)
 
     def _ask_all(self, models: list[str], chunk: list[int]) -> dict[str, AnswerArrays]:
@@ -306,10 +423,10 @@ class Profiler:
             self._ref_raws.extend(ref.raws)
             self._ref_errors.extend(ref.errors)
 
-    def _decide(self, n_total: int, pilot: _Tally, max_more: int) -> Confirmation:
+    def _decide(self, n_total: int, pilot: _Tally, max_more: int, models: list[str]) -> Confirmation:
         summary = PilotSummary(
             **self._run_state(n_total),
-            counts={m: (pilot.n[m], pilot.k[m]) for m in self.candidates},
+            counts={m: (pilot.n[m], pilot.k[m]) for m in models},
             max_more=max_more,
         )
         return decide_confirmation(summary, self.config.method)
@@ -326,7 +443,7 @@ class Profiler:
         )
 
     def _unit_costs(self) -> dict[str, float]:
-        return {m: (c / n if n else float("nan")) for m, (n, c) in self._calls.items()}
+        return {m: (c / n if n else self.prices.get(m, float("nan"))) for m, (n, c) in self._calls.items()}
 
     def _report(self, phase: str, tally: _Tally) -> None:
         if self.progress is None and not logger.isEnabledFor(logging.INFO):
@@ -350,7 +467,7 @@ class Profiler:
             self.progress(event)
 
     # --- result -------------------------------------------------------------
-    def _profile(self, n_total, alphas, pilot: _Tally, confirm: _Tally, pilot_size, confirm_size, weight=0.0) -> Profile:
+    def _profile(self, n_total, alphas, pilot: _Tally, confirm: _Tally, pilot_size, confirm_size, weight=0.0, reason: str = "") -> Profile:
         positions = np.asarray(self._positions, dtype=np.int64)
         ref_ok = np.asarray(self._ref_ok, dtype=bool)
         target = float(remaining_target(self.config.accuracy_target, n_total, int(ref_ok.sum())))
@@ -361,7 +478,7 @@ class Profiler:
                 self.reference, 0, 0, 1.0, 1.0, unit_costs[self.reference], "reference"
             )
         }
-        for model in self.candidates:
+        for model in self._all_candidates:
             n, k = confirm.n.get(model, 0), confirm.k.get(model, 0)
             pn, pk = pilot.n.get(model, 0), pilot.k.get(model, 0)
             alpha = alphas.get(model, 0.0)
@@ -372,7 +489,7 @@ class Profiler:
             else:
                 lower = 0.0
                 upper = float(cp_upper(pk, pn, budget)) if pn else 1.0
-                status = "invalid" if upper < target else "dropped" if pn else "unknown"
+                status = "invalid" if upper < target else "dropped" if pn else "not profiled"
             stats[model] = ModelStats(
                 model, n, k, lower, upper, unit_costs[model], status, alpha, alpha * weight, pn, pk
             )
@@ -389,6 +506,7 @@ class Profiler:
             reference_errors=self._ref_errors,
             pilot_size=pilot_size,
             confirmation_size=confirm_size,
+            reason=reason,
         )
 
 

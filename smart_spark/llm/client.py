@@ -7,6 +7,10 @@ proxy or Databricks serving endpoints alike. It owns the things a Spark job
 must control itself rather than leave to the SDK:
 
 * a per-model concurrency limit;
+* pacing under the account's ``rpm`` / ``tpm`` (catalogue), at ``rate_share`` of
+  it per client (default: the share the driver set for the Spark job this
+  client runs in, else all of it), following the provider's ``x-ratelimit-*`` and ``Retry-After``
+  headers for every call when it is tighter (:mod:`smart_spark.llm.ratelimit`);
 * retries (counted, with backoff + jitter, honouring ``Retry-After``) -- the
   SDK's own retries are switched off so every HTTP call is accounted for;
 * a per-request timeout;
@@ -29,18 +33,23 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai._constants import RAW_RESPONSE_HEADER  # what the SDK's with_raw_response sets
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec
+from smart_spark.llm.confidence import label_confidence
 from smart_spark.llm.labels import normalise_label
 from smart_spark.llm.loop import LoopThread
-from smart_spark.llm.retry import backoff_delay, is_retryable_status, retry_after_seconds
+from smart_spark.llm.failures import classify_failure
+from smart_spark.llm.ratelimit import RateLimiter, estimate_request_tokens, spark_task_share
+from smart_spark.llm.retry import backoff_delay, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
 # Sent when a spec names no key variable: local servers (vLLM, the stand-in) ignore it,
 # but the SDK refuses to start without some key.
 PLACEHOLDER_API_KEY = "not-needed"
+# Asks the SDK for the raw response too, so the rate-limit headers of a 200 are read.
+_WITH_HEADERS = {"headers": {RAW_RESPONSE_HEADER: "true"}}
 _REDACTED = "[REDACTED]"
 
 
@@ -63,6 +72,7 @@ class CallResult:
     cost: float
     error: str | None
     attempts: int
+    confidence: float | None = None  # label confidence from log-probabilities (catalogue top_logprobs)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +90,9 @@ class _Outcome:
     error: str | None = None
     retryable: bool = False
     retry_after: float | None = None
+    retry_limit: int | None = None  # fewer retries than max_retries for this failure (e.g. refused)
+    max_delay: float | None = None  # shorter backoff cap for this failure
+    token_logprobs: Any = None
 
 
 class LLMClient:
@@ -105,6 +118,7 @@ class LLMClient:
         spend_cap: float | None = None,
         concurrency: int | None = None,
         system_prompt: str | None = None,
+        rate_share: float | None = None,
     ) -> None:
         if not isinstance(catalogue, ModelCatalogue):
             raise TypeError(f"catalogue must be a ModelCatalogue, got {type(catalogue).__name__}")
@@ -116,6 +130,8 @@ class LLMClient:
             raise ValueError(f"spend_cap must be >= 0 USD, got {spend_cap!r}")
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+        if rate_share is not None and not 0 < rate_share <= 1:
+            raise ValueError(f"rate_share (1 / clients calling at once) must be in (0, 1], got {rate_share!r}")
         self.catalogue = catalogue
         self.labels = tuple(labels)
         normalise_label("", self.labels)  # fails now, not per answer, on labels that collide
@@ -127,6 +143,8 @@ class LLMClient:
         self.spend_cap = spend_cap
         self.concurrency = concurrency
         self.system_prompt = system_prompt
+        self.rate_share = rate_share
+        self._limiters: dict[str, RateLimiter] = {}
         self._spent = 0.0
         self._rng = random.Random()
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -146,6 +164,7 @@ class LLMClient:
             "spend_cap": self.spend_cap,
             "concurrency": self.concurrency,
             "system_prompt": self.system_prompt,
+            "rate_share": self.rate_share,
         }
 
     def __getstate__(self) -> dict[str, Any]:
@@ -225,6 +244,15 @@ class LLMClient:
             self._semaphores[spec.name] = semaphore
         return semaphore
 
+    def limiter(self, model: str) -> RateLimiter:
+        """The pacing of ``model``'s calls (shared by all of this client's batches)."""
+        limiter = self._limiters.get(model)
+        if limiter is None:
+            spec = self.catalogue.require(model, role="model")
+            share = self.rate_share or spark_task_share() or 1.0
+            limiter = self._limiters[model] = RateLimiter(spec.rpm, spec.tpm, share=share)
+        return limiter
+
     def _cap_reached(self) -> bool:
         return self.spend_cap is not None and self._spent >= self.spend_cap
 
@@ -239,6 +267,9 @@ class LLMClient:
                     stop = f"spend cap of {self.spend_cap:g} USD reached; not called"
                     error = stop if error is None else f"{stop} again after: {error}"
                     break
+                await self.limiter(spec.name).acquire(
+                    estimate_request_tokens(len(prompt) + len(self.system_prompt or ""), self.max_tokens)
+                )
                 attempts += 1
                 outcome = await self._attempt(sdk, spec, prompt)
             if outcome.charged:
@@ -249,13 +280,18 @@ class LLMClient:
             if outcome.error is None:
                 label = normalise_label(outcome.raw, self.labels)
                 cost = spec.cost(prompt_tokens, completion_tokens, requests=charged)
-                return CallResult(spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts)
+                confidence = label_confidence(outcome.token_logprobs, label, self.labels)
+                return CallResult(
+                    spec.name, label, outcome.raw, prompt_tokens, completion_tokens, cost, None, attempts, confidence
+                )
             error = outcome.error
-            if not outcome.retryable or attempts > self.max_retries:
+            retries = self.max_retries if outcome.retry_limit is None else min(self.max_retries, outcome.retry_limit)
+            if not outcome.retryable or attempts > retries:
                 error = f"{error} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})"
                 break
+            maximum = self.backoff_max if outcome.max_delay is None else min(self.backoff_max, outcome.max_delay)
             delay = backoff_delay(
-                attempts, base=self.backoff_base, maximum=self.backoff_max, retry_after=outcome.retry_after, rng=self._rng
+                attempts, base=self.backoff_base, maximum=maximum, retry_after=outcome.retry_after, rng=self._rng
             )
             await asyncio.sleep(delay)
         cost = spec.cost(prompt_tokens, completion_tokens, requests=charged)
@@ -267,48 +303,67 @@ class LLMClient:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": prompt})
         body = {"model": spec.name, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        if spec.top_logprobs:
+            body.update(logprobs=True, top_logprobs=spec.top_logprobs)
         try:
-            # The SDK's generic post() with a plain JSON body: chat.completions.create()
-            # spends ~1.5 ms of CPU per call converting typed params, which would cap
-            # one Python worker near 200 calls/s. The request and parsed response are
-            # the same Chat Completions ones.
-            response = await asyncio.wait_for(
-                sdk.post("/chat/completions", body=body, cast_to=ChatCompletion), timeout=self.timeout
+            # The SDK's generic post() with a plain JSON body, read back as plain JSON:
+            # chat.completions.create() spends ~1.5 ms of CPU per call converting typed
+            # params, and building a ChatCompletion model ~0.4 ms more, which would cap
+            # one Python worker near 200 calls/s. Request and response are the same
+            # Chat Completions ones.
+            raw_response = await asyncio.wait_for(
+                sdk.post("/chat/completions", body=body, cast_to=object, options=_WITH_HEADERS),
+                timeout=self.timeout,
             )
-        except openai.APIStatusError as exc:
+            self.limiter(spec.name).observe(raw_response.headers)
+            response = raw_response.parse()
+        except (openai.APIStatusError, openai.APIConnectionError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, openai.APIStatusError):
+                self._follow_provider_limits(spec, exc)
+            # APITimeoutError is an APIConnectionError; the real cause (refused, DNS, 401, ...) is named.
+            failure = classify_failure(exc, spec.name, spec.base_url, timeout=self.timeout)
             return _Outcome(
-                error=f"HTTP {exc.status_code} from {spec.name}: {_error_message(exc)}",
-                retryable=is_retryable_status(exc.status_code),
-                retry_after=retry_after_seconds(exc.response.headers),
+                error=failure.message,
+                retryable=failure.retryable,
+                retry_after=failure.retry_after,
+                retry_limit=failure.retry_limit,
+                max_delay=failure.max_delay,
             )
-        except (openai.APITimeoutError, asyncio.TimeoutError):
-            return _Outcome(error=f"{spec.name} did not answer within {self.timeout:g} s", retryable=True)
-        except openai.APIConnectionError as exc:
-            return _Outcome(error=f"connection to {spec.name} failed: {type(exc.__cause__ or exc).__name__}", retryable=True)
         except ValueError as exc:  # a 200 whose body is not JSON
             return _Outcome(error=f"malformed response from {spec.name}: {type(exc).__name__}", retryable=True)
         return self._read(spec, response)
 
+    def _follow_provider_limits(self, spec: ModelSpec, exc: openai.APIStatusError) -> None:
+        """A refusal slows every call to the model, not only the refused one."""
+        limiter = self.limiter(spec.name)
+        limiter.observe(exc.response.headers)
+        if exc.status_code == 429:
+            limiter.hold(retry_after_seconds(exc.response.headers) or 0.0)
+
     def _read(self, spec: ModelSpec, response: Any) -> _Outcome:
-        """Answer text and usage of a 200 response (or why it is unusable)."""
-        if not hasattr(response, "choices"):
+        """Answer text and usage of a 200 response, a chat.completion as plain JSON (or why it is unusable)."""
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if not isinstance(choices, list):
             return _Outcome(error=f"malformed response from {spec.name}: not a chat completion", retryable=True)
-        usage = getattr(response, "usage", None)
-        outcome = _Outcome(charged=usage is not None)
-        if usage is not None:
-            outcome.prompt_tokens = int(usage.prompt_tokens or 0)
-            outcome.completion_tokens = int(usage.completion_tokens or 0)
-        elif response.choices and spec.name not in self._models_without_usage:
+        usage = response.get("usage")
+        outcome = _Outcome(charged=isinstance(usage, dict))
+        if isinstance(usage, dict):
+            outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
+        elif choices and spec.name not in self._models_without_usage:
             self._models_without_usage.add(spec.name)
             log.warning("model %s returns no usage; its answers are counted at cost 0", spec.name)
-        if not response.choices:
+        if not choices:
             outcome.error, outcome.retryable = f"response from {spec.name} has no choices", True
             return outcome
-        content = response.choices[0].message.content
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
         if content is None:
             outcome.error = f"response from {spec.name} has no message content"
             return outcome
         outcome.raw = content
+        logprobs = choices[0].get("logprobs")
+        outcome.token_logprobs = logprobs.get("content") if isinstance(logprobs, dict) else None
         return outcome
 
     def _redact(self, text: str | None) -> str | None:
@@ -320,16 +375,6 @@ class LLMClient:
             if key and len(key) >= 4:
                 text = text.replace(key, _REDACTED)
         return text
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    """The provider's ``error.message`` when the body has one (shorter than the full body)."""
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, str):
-            return message
-    return exc.message
 
 
 def _http_client() -> Any:

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from smart_spark.errors import PreflightError
+from smart_spark.errors import ConfigurationError, PreflightError
 from smart_spark.store import batches as _batches
 from smart_spark.store import maintenance
 from smart_spark.store.backends import Backend
 from smart_spark.store.index import AnswerIndex
 from smart_spark.store.location import Location, resolve
-from smart_spark.store.records import StoredAnswer, decode_payload
+from smart_spark.store.records import StoredAnswer
 from smart_spark.store.writer import AnswerWriter, safe_name
 
 ANSWERS = "answers"
@@ -71,6 +72,7 @@ class AnswerStore:
         self.location: Location = resolve(path, filesystem=filesystem, append=append)
         self._backend: Backend | None = None
         self._index: AnswerIndex | None = None
+        self._open_lock = threading.Lock()
         self._min_refresh = min_refresh_seconds
         self._last_refresh = float("-inf")
 
@@ -84,7 +86,9 @@ class AnswerStore:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = self.location.open()
+            with self._open_lock:
+                if self._backend is None:
+                    self._backend = self.location.open()
         return self._backend
 
     @property
@@ -98,7 +102,10 @@ class AnswerStore:
     @property
     def index(self) -> AnswerIndex:
         if self._index is None:
-            self._index = AnswerIndex(self.backend, self.answers_folder)
+            backend, folder = self.backend, self.answers_folder
+            with self._open_lock:
+                if self._index is None:
+                    self._index = AnswerIndex(backend, folder)
         return self._index
 
     def check_writable(self) -> None:
@@ -131,7 +138,7 @@ class AnswerStore:
         Refreshes first when a key is not yet known, so answers committed by
         any writer in any process are seen.
         """
-        wanted = {k: bytes.fromhex(k) for k in keys}
+        wanted = {k: _raw_key(k) for k in keys}
         found = self._find(wanted)
         if len(found) < len(wanted) and self._refresh_due():
             self.refresh()
@@ -165,19 +172,25 @@ class AnswerStore:
         return _batches.read_all(self)
 
     def _find(self, wanted: Mapping[str, bytes]) -> dict[str, StoredAnswer]:
-        index = self.index
-        found: dict[str, StoredAnswer] = {}
-        for hex_key, key in wanted.items():
-            payload = index.get(key)
-            if payload is not None:
-                found[hex_key] = decode_payload(key, payload)
-        return found
+        hex_keys = list(wanted)
+        answers = self.index.get_many([wanted[k] for k in hex_keys])
+        return {k: a for k, a in zip(hex_keys, answers) if a is not None}
 
     def _refresh_due(self) -> bool:
         interval = self._min_refresh
         if interval is None:
             interval = 0.0 if self.backend.supports_append else 1.0
         return time.monotonic() - self._last_refresh >= interval
+
+
+def _raw_key(hex_key: str) -> bytes:
+    try:
+        raw = bytes.fromhex(hex_key)
+    except (TypeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigurationError(f"answer store lookup: {hex_key!r} is not an answer_key (64 hex digits)")
+    return raw
 
 
 def _rebuild(path: str, options: dict[str, Any]) -> AnswerStore:

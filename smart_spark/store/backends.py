@@ -43,7 +43,7 @@ class Backend(Protocol):
     def join(self, *parts: str) -> str: ...
     def makedirs(self, path: str) -> None: ...
     def list_files(self, folder: str) -> list[FileEntry]: ...
-    def read_from(self, path: str, offset: int) -> bytes: ...
+    def read_from(self, path: str, offset: int, length: int | None = None) -> bytes: ...
     def open_append(self, path: str) -> AppendHandle: ...
     def write_whole(self, path: str, data: bytes) -> None: ...
     def rename(self, src: str, dst: str) -> None: ...
@@ -95,10 +95,10 @@ class LocalBackend:
             return []
         return entries
 
-    def read_from(self, path: str, offset: int) -> bytes:
+    def read_from(self, path: str, offset: int, length: int | None = None) -> bytes:
         with open(path, "rb") as f:
             f.seek(offset)
-            return f.read()
+            return f.read(-1 if length is None else length)
 
     def open_append(self, path: str) -> AppendHandle:
         return _FdAppend(path)
@@ -160,11 +160,11 @@ class ArrowBackend:
                 entries.append(FileEntry(info.base_name, int(info.size or 0), mtime))
         return entries
 
-    def read_from(self, path: str, offset: int) -> bytes:
+    def read_from(self, path: str, offset: int, length: int | None = None) -> bytes:
         try:
             with self.fs.open_input_file(path) as f:
                 f.seek(offset)
-                return f.read()
+                return f.read(length)
         except OSError as exc:
             if _is_not_found(exc):
                 raise FileNotFoundError(path) from exc

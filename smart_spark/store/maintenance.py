@@ -10,14 +10,12 @@ a reader that meets both the new segment and a source reads identical records.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from smart_spark.store.index import OPEN_LOG, SEGMENT, is_sealed, merge_record, stem_of
-from smart_spark.store.records import encode_line, parse_chunk
+from smart_spark.store.index import OPEN_LOG, SEGMENT, is_sealed, stem_of
+from smart_spark.store.records import StoredAnswer, decode_payload, encode_line, parse_chunk, precedence
 
 if TYPE_CHECKING:
     from smart_spark.store.answer_store import AnswerStore
@@ -25,15 +23,13 @@ if TYPE_CHECKING:
 
 def summary(store: AnswerStore) -> dict[str, Any]:
     index = store.index
-    per_model: Counter[str] = Counter()
-    for _, payload in index.items():
-        per_model[json.loads(payload)["m"]] += 1
+    per_model = index.model_counts()
     files = [e for e in store.backend.list_files(store.answers_folder) if stem_of(e.name) is not None]
     return {
         "path": store.path,
         "filesystem": store.location.kind,
         "root": store.location.root,
-        "answers": len(index),
+        "answers": sum(per_model.values()),
         "answers_per_model": dict(sorted(per_model.items())),
         "files": len(files),
         "open_logs": sum(1 for e in files if e.name.endswith(OPEN_LOG)),
@@ -52,7 +48,7 @@ def compact(store: AnswerStore) -> dict[str, int]:
     sources = sorted(e.name for e in backend.list_files(folder) if stem_of(e.name) is not None and is_sealed(e.name))
     if len(sources) < 2:
         return {"files_merged": 0, "answers": 0, "corrupt_lines_dropped": 0}
-    answers: dict[bytes, bytes] = {}
+    answers: dict[bytes, tuple[bytes, StoredAnswer]] = {}
     corrupt = 0
     merged: list[str] = []
     for name in sources:
@@ -61,10 +57,17 @@ def compact(store: AnswerStore) -> dict[str, int]:
         except FileNotFoundError:
             continue  # another compaction took it
         corrupt += chunk.corrupt
-        for key, payload in chunk.records:
-            merge_record(answers, key, payload)
+        for key, payload in chunk.records():
+            try:
+                answer = decode_payload(key, payload)
+            except (ValueError, KeyError, TypeError):
+                corrupt += 1
+                continue
+            current = answers.get(key)
+            if current is None or precedence(answer) < precedence(current[1]):
+                answers[key] = (payload, answer)
         merged.append(name)
-    data = b"".join(encode_line(key.hex(), payload) for key, payload in sorted(answers.items()))
+    data = b"".join(encode_line(key.hex(), payload) for key, (payload, _) in sorted(answers.items()))
     target = f"compact-{time.time_ns()}-{uuid.uuid4().hex[:8]}{SEGMENT}"
     backend.write_whole(backend.join(folder, target), data)
     for name in merged:

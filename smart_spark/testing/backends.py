@@ -17,6 +17,7 @@ from statistics import NormalDist
 from typing import Any, Mapping, Protocol, Sequence
 
 import yaml
+from scipy import stats
 
 from smart_spark.catalogue import ModelCatalogue, ModelSpec, load_catalogue
 
@@ -30,6 +31,34 @@ class Answer:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    #: (token, probability) alternatives for the answer's token, best first; empty when
+    #: the model offers no log-probabilities (see :func:`logprobs_content`).
+    top_tokens: tuple[tuple[str, float], ...] = ()
+
+
+def logprobs_content(answer: Answer, top_n: int) -> list[dict[str, Any]] | None:
+    """OpenAI's ``choices[0].logprobs.content`` for an answer: one token, its top alternatives.
+
+    None when the answer carries no probabilities. Probabilities of 0 are sent
+    as a very small one (log(0) is not JSON).
+    """
+    if not answer.top_tokens:
+        return None
+
+    def entry(token: str, probability: float) -> dict[str, Any]:
+        return {"token": token, "logprob": math.log(max(probability, 1e-300)), "bytes": list(token.encode("utf-8"))}
+
+    chosen = dict(answer.top_tokens).get(answer.text, answer.top_tokens[0][1])
+    first = entry(answer.text, chosen)
+    first["top_logprobs"] = [entry(t, p) for t, p in answer.top_tokens[: max(top_n, 0)]]
+    return [first]
+
+
+def _spread(answer: str, confidence: float, labels: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """The answer at ``confidence``, the rest of the mass shared by the other labels."""
+    others = [label for label in labels if label != answer]
+    rest = (1.0 - confidence) / len(others) if others else 0.0
+    return ((answer, confidence), *((label, rest) for label in others))
 
 
 class BackendError(Exception):
@@ -73,6 +102,7 @@ def estimate_tokens(text: str) -> int:
 class _Recorded:
     answer: str
     cost: float | None
+    confidence: float | None = None  # from an optional ``<model>_confidence`` column
 
 
 class ReplayBackend:
@@ -100,6 +130,7 @@ class ReplayBackend:
         self._prices = {spec.name: spec for spec in catalogue} if catalogue is not None else {}
         self._row_of = {q: i for i, q in enumerate(self._queries)}
         self._anchors = _anchor_index(self._queries)
+        self._labels_of = {m: sorted({r.answer for r in rows}) for m, rows in self._answers.items()}
 
     @classmethod
     def from_csv(
@@ -132,7 +163,10 @@ class ReplayBackend:
                 queries.append(query)
                 for m in models:
                     cost = row.get(f"{m}_cost")
-                    answers[m].append(_Recorded(row[f"{m}_answer"], float(cost) if cost else None))
+                    confidence = row.get(f"{m}_confidence")
+                    answers[m].append(
+                        _Recorded(row[f"{m}_answer"], float(cost) if cost else None, float(confidence) if confidence else None)
+                    )
         prices = load_catalogue(catalogue) if catalogue is not None else None
         return cls(queries, answers, prices)
 
@@ -151,7 +185,8 @@ class ReplayBackend:
             raise UnknownPromptError("The prompt is not in the replay file; the stand-in server does not invent answers")
         recorded = rows[index]
         prompt_tokens, completion_tokens = self._usage(model, self._queries[index], recorded)
-        return Answer(recorded.answer, prompt_tokens, completion_tokens)
+        top = () if recorded.confidence is None else _spread(recorded.answer, recorded.confidence, self._labels_of[model])
+        return Answer(recorded.answer, prompt_tokens, completion_tokens, top)
 
     def find_row(self, prompt: str) -> int | None:
         """Index of the recorded query equal to, or contained in, ``prompt``."""
@@ -218,12 +253,18 @@ class SimulatedModel:
 
     ``odd_answer_rate`` makes some answers arrive decorated (``Yes.``,
     ``No (it is disapproving)``) so label normalisation is exercised.
+    ``confidence`` gives the model log-probabilities: ``calibrated`` (its
+    confidence c is drawn so that P[agrees | c] = c: c ~ Beta around the
+    agreement rate, conditioned on whether this item agrees), ``overconfident``
+    (the calibrated c pushed towards 1: 1 - (1 - c) / 4) or ``unrelated`` (c
+    drawn independently of whether the item agrees).
     """
 
     agreement: float
     latency_s: float | None = None
     completion_tokens: int = 1
     odd_answer_rate: float = 0.0
+    confidence: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("agreement", "odd_answer_rate"):
@@ -234,6 +275,13 @@ class SimulatedModel:
             raise ValueError(f"latency_s must be >= 0, got {self.latency_s!r}")
         if self.completion_tokens < 1:
             raise ValueError(f"completion_tokens must be >= 1, got {self.completion_tokens!r}")
+        if self.confidence not in CONFIDENCE_KINDS:
+            raise ValueError(f"confidence must be one of {CONFIDENCE_KINDS}, got {self.confidence!r}")
+
+
+CONFIDENCE_KINDS = (None, "calibrated", "overconfident", "unrelated")
+#: Prior concentration of simulated confidences (Beta(a, b) with a + b = this, mean = agreement).
+_CONFIDENCE_CONCENTRATION = 4.0
 
 
 _ODD_FORMS = ("{label}.", "{label} (it is disapproving)", '"{label}"', " {lower}\n")
@@ -319,7 +367,24 @@ class SimulatedBackend:
             form = _ODD_FORMS[self._hash_int("odd-form", model, prompt) % len(_ODD_FORMS)]
             text = form.format(label=label, lower=label.lower())
         extra = 0 if text == label else estimate_tokens(text) - 1
-        return Answer(text, estimate_tokens(prompt), spec.completion_tokens + extra)
+        top = () if spec.confidence is None else _spread(text, self.confidence_for(model, prompt), self.labels)
+        return Answer(text, estimate_tokens(prompt), spec.completion_tokens + extra, top)
+
+    def confidence_for(self, model: str, prompt: str) -> float:
+        """The simulated model's confidence in its own answer (see :class:`SimulatedModel`)."""
+        spec = self.models[model]
+        if spec.agreement >= 1.0:
+            return 1.0
+        a = spec.agreement * _CONFIDENCE_CONCENTRATION
+        b = (1.0 - spec.agreement) * _CONFIDENCE_CONCENTRATION
+        if spec.confidence == "unrelated":
+            draw_a, draw_b = a, b
+        elif self._agrees(model, prompt):
+            draw_a, draw_b = a + 1.0, b
+        else:
+            draw_a, draw_b = a, b + 1.0
+        calibrated = float(stats.beta.ppf(self._uniform("confidence", model, prompt), draw_a, draw_b))
+        return 1.0 - (1.0 - calibrated) / 4.0 if spec.confidence == "overconfident" else calibrated
 
     def _agrees(self, model: str, prompt: str) -> bool:
         agreement = self.models[model].agreement

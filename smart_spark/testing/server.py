@@ -11,6 +11,11 @@ the backend's models. In-process use::
 CLI::
 
     python -m smart_spark.testing.server --port 8000 --simulate conf/simulated_models.yaml --rate-429 0.1
+    python -m smart_spark.testing.server --port 8000 --simulate conf/simulated_models.yaml --rpm 6000 --tpm 2000000
+
+``rpm`` / ``tpm`` enforce per-model account limits as OpenAI does (see
+:mod:`smart_spark.testing.rate_limits`); ``/v1/files`` and ``/v1/batches`` are
+OpenAI's Batch API (see :mod:`smart_spark.testing.batch_api`).
 
 The stdlib threading server with HTTP/1.1 keep-alive sustains several hundred
 requests/s with 100 ms latency on two cores (see jobs/bench_client.py), which
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import signal
 import socket
 import sys
@@ -33,9 +39,18 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from smart_spark.catalogue import ModelCatalogue
-from smart_spark.testing.backends import Answer, Backend, BackendError, ReplayBackend, SimulatedBackend
+from smart_spark.testing.batch_api import BatchAPI, BatchConfig
+from smart_spark.testing.backends import (
+    Answer,
+    Backend,
+    BackendError,
+    ReplayBackend,
+    SimulatedBackend,
+    logprobs_content,
+)
 from smart_spark.testing.counters import RequestCounters
 from smart_spark.testing.faults import Fault, FaultConfig, FaultInjector
+from smart_spark.testing.rate_limits import AccountLimits, request_tokens
 
 _COMPLETIONS_PATH = "/v1/chat/completions"
 _MODELS_PATH = "/v1/models"
@@ -58,6 +73,10 @@ class StandInServer:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        rate_window_s: float = 1.0,
+        batch: BatchConfig | None = None,
     ) -> None:
         if latency_s < 0:
             raise ValueError(f"latency_s must be >= 0, got {latency_s!r}")
@@ -66,7 +85,9 @@ class StandInServer:
         self.latency_s = latency_s
         self._address = (host, port)
         self._injector = FaultInjector(self.faults, seed)
+        self.limits = AccountLimits(rpm, tpm, window_s=rate_window_s)
         self._counters = RequestCounters()
+        self.batch_api = BatchAPI(backend, self._counters, self._completion_body, batch)
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
         self._connections: set[socket.socket] = set()
@@ -131,6 +152,11 @@ class StandInServer:
 
     def reset_counters(self) -> None:
         self._counters.reset()
+        self.limits.reset_counts()
+
+    def rate_limited(self) -> dict[str, int]:
+        """model -> requests refused with a 429 for exceeding ``rpm`` / ``tpm`` (also counted as faults)."""
+        return self.limits.refused()
 
     # ---------------------------------------------------- request handling
     def _track(self, connection: socket.socket, active: bool) -> None:
@@ -142,7 +168,20 @@ class StandInServer:
             self._stopping.wait(seconds)
 
     def _complete(self, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-        """(status, extra headers, body) for one chat completion request."""
+        """(status, extra headers, body) for one chat completion request, within the account limits."""
+        if not self.limits.enabled:
+            return self._answer(request)
+        model = str(request.get("model"))
+        wait, limit_headers = self.limits.admit(model, request_tokens(request))
+        if wait is not None:
+            self._counters.request(model, _user_message(request.get("messages")) or "")
+            self._counters.fault(model)
+            status, _, body = _error(429, f"Rate limit reached for {model} (stand-in --rpm/--tpm)", "rate_limit_exceeded", "requests")
+            return status, {**limit_headers, "Retry-After": _seconds(wait), "retry-after-ms": str(math.ceil(wait * 1000))}, body
+        status, headers, body = self._answer(request)
+        return status, {**limit_headers, **headers}, body
+
+    def _answer(self, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         model = request.get("model")
         prompt = _user_message(request.get("messages"))
         if not isinstance(model, str) or prompt is None:
@@ -177,10 +216,13 @@ class StandInServer:
             self._counters.fault(model)
             return 200, {}, self._completion_body(model, None)
         self._counters.answered(model, prompt)
-        return 200, {}, self._completion_body(model, answer)
+        return 200, {}, self._completion_body(model, answer, _top_logprobs_wanted(request))
 
-    def _completion_body(self, model: str, answer: Answer | None) -> bytes:
-        """An OpenAI chat.completion; ``answer=None`` gives no choices and no usage."""
+    def _completion_body(self, model: str, answer: Answer | None, top_logprobs: int | None = None) -> bytes:
+        """An OpenAI chat.completion; ``answer=None`` gives no choices and no usage.
+
+        ``top_logprobs``: the request asked for log-probabilities (None: it did not).
+        """
         body: dict[str, Any] = {
             "id": f"chatcmpl-standin-{next(self._ids)}",
             "object": "chat.completion",
@@ -198,6 +240,9 @@ class StandInServer:
                     "logprobs": None,
                 }
             ]
+            content = logprobs_content(answer, top_logprobs) if top_logprobs is not None else None
+            if content is not None:
+                body["choices"][0]["logprobs"] = {"content": content}
             body["usage"] = {
                 "prompt_tokens": answer.prompt_tokens,
                 "completion_tokens": answer.completion_tokens,
@@ -246,7 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent: per-request logging would dominate the server's CPU."""
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == _MODELS_PATH:
+        if self.server.owner.batch_api.handles(self.path):
+            self._send(*self.server.owner.batch_api.get(self.path))
+        elif self.path.rstrip("/") == _MODELS_PATH:
             self._send(200, {}, self.server.owner._models_body())
         else:
             self._send(*_error(404, f"Unknown path {self.path}", "unknown_url"))
@@ -254,6 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self.server.owner.batch_api.handles(self.path):
+            self._send(*self.server.owner.batch_api.post(self.path, self.headers.get("Content-Type", ""), raw))
+            return
         if self.path.rstrip("/") != _COMPLETIONS_PATH:
             self._send(*_error(404, f"Unknown path {self.path}", "unknown_url"))
             return
@@ -278,6 +328,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             self.close_connection = True
+
+
+def _top_logprobs_wanted(request: dict[str, Any]) -> int | None:
+    """How many alternatives the request asked for (0 with bare ``logprobs``), or None."""
+    if not request.get("logprobs"):
+        return None
+    top = request.get("top_logprobs")
+    return int(top) if isinstance(top, int) and not isinstance(top, bool) else 0
 
 
 def _user_message(messages: Any) -> str | None:
@@ -305,6 +363,13 @@ def _error(
 
 def _seconds(value: float) -> str:
     return f"{value:g}"
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
 
 
 # ------------------------------------------------------------------------ CLI
@@ -335,6 +400,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate-empty-choices", type=float, default=0.0)
     parser.add_argument("--retry-after", type=float, default=0.05, help="Retry-After seconds sent with 429s")
     parser.add_argument("--timeout-sleep", type=float, default=2.0, help="stall of a 'timeout' fault, seconds")
+    parser.add_argument("--rpm", type=_positive, default=None, help="requests per minute per model (429 above)")
+    parser.add_argument("--tpm", type=_positive, default=None, help="tokens per minute per model (429 above)")
+    parser.add_argument("--rate-window", type=_positive, default=1.0, help="seconds over which rpm/tpm are enforced")
+    parser.add_argument("--batch-delay", type=float, default=0.5, help="seconds until a Batch API batch completes")
+    parser.add_argument("--batch-fail-every", type=int, default=0, help="every n-th line of a batch fails (0: none)")
+    parser.add_argument("--batch-outcome", choices=("completed", "failed", "expired"), default="completed")
     args = parser.parse_args(argv)
     if args.catalogue and not args.replay:
         parser.error("--catalogue only applies to --replay")
@@ -357,7 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         retry_after_s=args.retry_after,
         timeout_sleep_s=args.timeout_sleep,
     )
-    server = StandInServer(backend, faults=faults, latency_s=args.latency, host=args.host, port=args.port, seed=args.seed)
+    server = StandInServer(
+        backend, faults=faults, latency_s=args.latency, host=args.host, port=args.port, seed=args.seed,
+        rpm=args.rpm, tpm=args.tpm, rate_window_s=args.rate_window,
+        batch=BatchConfig(args.batch_delay, args.batch_fail_every, args.batch_outcome),
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with server:

@@ -60,7 +60,9 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
     from mlflow.entities import Metric, Param, RunTag
 
     from smart_spark.tracking.charts import plan_figure
+    from smart_spark.tracking.uri import resolve_tracking_uri
 
+    tracking_uri = resolve_tracking_uri(tracking_uri)  # a plain path -> SQLite (MLflow 3 refuses file stores)
     client = MlflowClient(tracking_uri=tracking_uri)
     uri = tracking_uri or mlflow.get_tracking_uri()
     run_id, created = _target_run(client, tracking_uri, experiment, run_name)

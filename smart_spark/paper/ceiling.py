@@ -150,3 +150,40 @@ def savings_ceiling(
         if cost < best_cost:
             best_cost, best = cost, Ceiling(n_items / cost, length, models, float(weights[0]))
     return best
+
+
+def told_in_advance_savings(
+    n_items: int,
+    accuracy_target: float,
+    confidence: float,
+    candidates: dict[str, tuple[float, float]],
+    reference_cost: float,
+) -> float:
+    """Savings of a procedure told in advance which single model to use, with one look.
+
+    It knows the model (but not its data): no pilot, one confirmation of ``n``
+    items at the full error budget, then that model on the share ``x`` of the
+    rest that its Clopper-Pearson bound allows (``x L + (1 - x) >= t'``), the
+    reference on the others. The expected-count bound stands in for the
+    expectation over confirmation outcomes. Best model and ``n`` are chosen with
+    hindsight; a valid procedure that is not told cannot expect to beat it by
+    much, so it is the practical reference point next to the (looser) ceiling.
+    """
+    from smart_spark.engine.bounds import cp_lower
+
+    alpha = 1.0 - confidence
+    full = n_items * reference_cost
+    best = full
+    sizes = np.unique(np.geomspace(10, max(n_items - 1, 10), 80).astype(int))
+    sizes = sizes[sizes < n_items]
+    for rate, cost in candidates.values():
+        if cost >= reference_cost or not len(sizes):
+            continue
+        lower = cp_lower(np.round(rate * sizes), sizes, alpha)
+        left = n_items - sizes
+        target_left = np.clip((accuracy_target * n_items - sizes) / left, 0.0, 1.0)
+        share = np.where(lower >= target_left, 1.0, (1 - target_left) / np.maximum(1 - lower, 1e-12))
+        share = np.clip(share, 0.0, 1.0)
+        total = sizes * (reference_cost + cost) + left * (share * cost + (1 - share) * reference_cost)
+        best = min(best, float(total.min()))
+    return full / best if best > 0 else float("inf")

@@ -12,15 +12,18 @@ model of rate ``p``). Three ways to lay the flags out:
   on odd seeds, the end) of the input order, as in data sorted by some column.
 
 A trial draws the profiling pool uniformly at random (as the Spark operator
-does), runs the engine, routes the remaining items at random with the plan's
-shares (the hash routing with a fresh seed is exactly that) and measures the
-realised agreement over all ``N`` items and the money spent.
+does), runs the engine, routes the remaining items with the production hash
+(``Plan.route``'s ``stable_unit_hash``, vectorised and cached per N), escalates
+failed calls along ``Plan.escalation`` and measures the realised agreement over
+all ``N`` items and the money spent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,6 +31,7 @@ import pandas as pd
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine.config import SmartConfig
 from smart_spark.engine.engine import SmartEngine
+from smart_spark.engine.plan import stable_unit_hash
 from smart_spark.engine.profiler import AnswerArrays
 
 MODES = ("independent", "correlated", "sorted")
@@ -105,6 +109,57 @@ def make_population(dataset: SimDataset, mode: str, rng: np.random.Generator, co
     return flags
 
 
+Population = Callable[[SimDataset, str, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def flags_without_failures(dataset: SimDataset, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The default population: agreement flags and no failed calls."""
+    flags = make_population(dataset, mode, rng)
+    return flags, np.zeros_like(flags)
+
+
+@lru_cache(maxsize=8)
+def item_units(n_items: int, seed: int) -> np.ndarray:
+    """``stable_unit_hash(str(item), seed)`` for every item, computed once per (N, seed).
+
+    Items are keyed by their index, as the Spark operator keys rows by their
+    id; trials then route with the production hash at the production seed,
+    while the random pool and population make each trial's routing fresh.
+    """
+    return np.fromiter((stable_unit_hash(str(i), seed) for i in range(n_items)), dtype=float, count=n_items)
+
+
+def escalation_case(n_items: int = 100_000, reference_cost: float = 1.0) -> tuple[SimDataset, Population]:
+    """Issue 10's constructed escalation case.
+
+    Model A (cost 0.01) fails on 8 % of rows and agrees on 88 % of the others;
+    model B (cost 0.10) is wrong on exactly A's failed rows (agreement 0.92).
+    Before failed calls counted as disagreements, the plan sent A's failures to
+    B, whose agreement on those rows was never measured.
+    """
+    dataset = SimDataset(
+        "escalation",
+        n_items,
+        SimModel("reference", 1.0, reference_cost),
+        (SimModel("A", 0.92 * 0.88, 0.01), SimModel("B", 0.92, 0.10)),
+    )
+
+    def population(dataset: SimDataset, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        n = dataset.n_items
+        order = rng.permutation(n)
+        fails_a = np.zeros(n, dtype=bool)
+        fails_a[order[: int(round(0.08 * n))]] = True
+        working = order[int(round(0.08 * n)):]
+        flags = np.zeros((2, n), dtype=bool)
+        flags[0, rng.permutation(working)[: int(round(0.88 * len(working)))]] = True
+        flags[1] = ~fails_a
+        failures = np.zeros((2, n), dtype=bool)
+        failures[0] = fails_a
+        return flags, failures
+
+    return dataset, population
+
+
 def run_trial(
     dataset: SimDataset,
     accuracy_target: float,
@@ -114,10 +169,20 @@ def run_trial(
     mode: str = "independent",
     solver: str = "cbc",
     pilot_size: int | None = None,
+    population: Population = flags_without_failures,
+    routing_seed: int = 0,
 ) -> dict:
-    """One simulated SMART run; returns cost, savings and realised agreement."""
+    """One simulated SMART run; returns cost, savings and realised agreement.
+
+    ``population`` gives the agreement flags and failed calls (both shaped
+    (candidates, N)); a failed call costs nothing, counts as a disagreement
+    while profiling, and in the apply phase escalates along
+    ``Plan.escalation`` exactly as the operator does. The remaining items are
+    routed with ``Plan.route``'s hash (``stable_unit_hash`` at ``routing_seed``,
+    the operator's default seed 0).
+    """
     rng = np.random.default_rng(seed)
-    flags = make_population(dataset, mode, rng)
+    flags, failures = population(dataset, mode, rng)
     pool = rng.permutation(dataset.n_items)
     names = [m.name for m in dataset.candidates]
     index = {name: i for i, name in enumerate(names)}
@@ -125,24 +190,41 @@ def run_trial(
 
     def answer_source(model: str, positions) -> AnswerArrays:
         items = pool[np.asarray(positions, dtype=np.int64)]
-        keys = flags[index[model], items] if model in index else np.ones(len(items), dtype=bool)
-        return AnswerArrays(keys=keys, costs=np.full(len(items), cost_of[model]), ok=np.ones(len(items), dtype=bool))
+        if model not in index:
+            ok = np.ones(len(items), dtype=bool)
+            return AnswerArrays(keys=ok, costs=np.full(len(items), cost_of[model]), ok=ok)
+        ok = ~failures[index[model], items]
+        return AnswerArrays(keys=flags[index[model], items], costs=np.where(ok, cost_of[model], 0.0), ok=ok)
 
-    config = SmartConfig(accuracy_target, confidence, method, seed=seed, pilot_size=pilot_size, batch_size=4096)
-    engine = SmartEngine(config, [*names, dataset.reference.name], dataset.reference.name, solver=solver, max_parallel_models=1)
+    config = SmartConfig(accuracy_target, confidence, method, seed=routing_seed, pilot_size=pilot_size, batch_size=4096)
+    engine = SmartEngine(
+        config, [*names, dataset.reference.name], dataset.reference.name, solver=solver,
+        max_parallel_models=1, prices=cost_of,
+    )
     result = engine.run(dataset.n_items, dataset.n_items, answer_source)
     profile, plan = result.profile, result.plan
 
     remaining = pool[profile.n_profiled:]
-    plan_models = list(plan.fractions)
-    shares = np.array([plan.fractions[m] for m in plan_models])
-    routed = rng.choice(len(plan_models), size=len(remaining), p=shares / shares.sum())
+    ordered = sorted(plan.fractions)
+    routed = plan.route_units(item_units(dataset.n_items, plan.seed)[remaining])
     agreements = profile.n_profiled
     cost = profile.spent
-    for k, model in enumerate(plan_models):
+    escalated = 0
+    for k, model in enumerate(ordered):
         items = remaining[routed == k]
-        agreements += len(items) if model not in index else int(flags[index[model], items].sum())
-        cost += len(items) * cost_of[model]
+        for attempt in [model, *plan.escalation(model)]:
+            if attempt not in index:  # the reference answers, and agrees with itself
+                agreements += len(items)
+                cost += len(items) * cost_of[attempt]
+                break
+            failed = failures[index[attempt], items]
+            answered = items[~failed]
+            agreements += int(flags[index[attempt], answered].sum())
+            cost += len(answered) * cost_of[attempt]
+            items = items[failed]
+            escalated += len(items)
+            if not len(items):
+                break
     reference_cost = dataset.n_items * dataset.reference.unit_cost
     agreement = agreements / dataset.n_items
     return {
@@ -158,5 +240,7 @@ def run_trial(
         "satisfied": agreement >= accuracy_target - 1e-12,
         "profiled": profile.n_profiled,
         "profile_cost": profile.spent,
+        "escalated": escalated,
         "plan": ";".join(f"{m}={plan.fractions[m]:.3f}" for m in plan.models_by_cost),
+        "reason": plan.reason,
     }

@@ -1,0 +1,1 @@
+"""Command-line jobs shipped with the package (console script ``smart-spark-classify``)."""

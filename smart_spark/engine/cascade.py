@@ -1,0 +1,277 @@
+"""Confidence cascade with a guarantee: keep a cheap model's answer where it is sure enough.
+
+An option is a (model, threshold) pair: the cheap model answers every row with
+a confidence; its answer is kept when the confidence is at or above the
+threshold, otherwise the row is escalated to the reference. The threshold is
+certified on rows profiled with the reference so that, with probability at
+least ``confidence``, at least ``accuracy_target * N`` of the final answers
+equal the reference's.
+
+Why the bound holds whatever threshold is picked (the argument in full is in
+``GUARANTEE`` below and in the README): the rows kept at any threshold form a
+prefix of the rows in descending confidence order, a fixed order since each
+row's confidence is a fixed property of the row (it need not be paid for yet). Let ``B`` be
+the number of disagreements the target allows and ``S`` the uniform random
+sample profiled with the reference (those rows get the reference's answer).
+We keep the largest prefix whose *sampled* disagreements number at most ``c``.
+If the kept, unprofiled rows held more than ``B`` disagreements, then among the
+first ``B + c + 1`` disagreeing rows of the fixed order at most ``c`` would be
+in ``S``: a single hypergeometric event, ``P[Hyp(N, B+c+1, n) <= c]``, which
+``c`` is chosen to keep at most ``alpha``. One event covers every threshold at
+once, so choosing the threshold from the data (any score, no grid) costs no
+multiplicity. Profiling proceeds in looks whose sizes and error shares are
+fixed from ``N`` and the target before anything is seen; a union bound over looks
+(``sum alpha_k = 1 - confidence``) makes any stopping rule valid, so we stop
+when a further look is not predicted to save more (cheap calls included).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+#: Smallest first look, the growth factor between looks, the disagreements expected
+#: at the look that gets the largest error share, and how fast shares fall off from it.
+_FIRST_LOOK = 40
+_LOOK_GROWTH = 2.0
+_PEAK_ERRORS = 16.0
+_LOOK_DECAY = 0.5
+
+GUARANTEE = """\
+Let N rows have confidences s_1..s_N known before profiling, sorted into a fixed
+descending order (ties broken by row position). Keeping "confidence >= t" keeps a
+prefix of that order for every t. Let W be the set of rows where the cheap answer
+differs from the reference (unknown), w_1, w_2, ... its members in that order, and
+B = floor((1 - target) N) the disagreements the target allows. At a look of n rows
+drawn uniformly without replacement (the profiled set S, answered by the reference),
+we keep the longest prefix holding at most c sampled members of W. Suppose the kept,
+unprofiled rows held more than B members of W. Walk the prefix: at the point where the
+(B+1)-th unprofiled member of W appears, at most c profiled members have appeared, so
+among w_1..w_{B+c+1} at most c are in S. The number of S among w_1..w_{B+c+1} is
+Hypergeometric(N, B+c+1, n) (when |W| < B+c+1 the event is only less likely: the
+unprofiled count of W is stochastically increasing in |W|). c is the largest value with
+P[Hyp(N, B+c+1, n) <= c] <= alpha_k. The event does not depend on which prefix was
+chosen, so the threshold may be any score chosen from the sample (adaptive choice, no
+grid, no multiplicity). Look sizes n_1 < n_2 < ... and shares alpha_k are fixed from N
+before sampling, sum alpha_k = 1 - confidence; by the union bound the promise fails
+with probability at most 1 - confidence whichever look the (data-dependent) stopping
+rule ends at. Profiled rows carry the reference's answer, so they never disagree.
+The order only has to exist, not be known: a row's confidence is a fixed property
+of the row (temperature 0, the answer stored once paid), so the cheap model is paid
+on profiled rows only until the plan decides to use the cascade, and the threshold
+is read off the sampled disagreements' confidences. Dropping the cascade ("keep
+nothing", the empty prefix) is one of the covered choices, so deciding it from the
+sample costs nothing either.
+"""
+
+
+def disagreement_budget(n_total: int, accuracy_target: float) -> int:
+    """Disagreements the target allows over all ``n_total`` rows."""
+    return int(math.floor((1.0 - accuracy_target) * n_total + 1e-9))
+
+
+@functools.lru_cache(maxsize=4096)
+def error_cutoff(n_total: int, n_sampled: int, budget: int, alpha: float) -> int:
+    """Largest ``c`` with ``P[Hyp(N, B+c+1, n) <= c] <= alpha`` for it and every smaller c.
+
+    -1 when even ``c = 0`` fails (nothing can be kept at this look).
+    """
+    if n_sampled <= 0 or budget < 0:
+        return -1
+    c = np.arange(0, n_sampled + 1)
+    wrong = budget + c + 1
+    feasible = wrong <= n_total
+    tail = np.where(
+        feasible, stats.hypergeom.cdf(c, n_total, np.minimum(wrong, n_total), n_sampled), 0.0
+    )
+    ok = tail <= alpha
+    if not ok[0]:
+        return -1
+    return int(np.argmin(ok) - 1) if not ok.all() else int(n_sampled)
+
+
+def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
+    """Look sizes and their error shares, fixed from ``N`` and the target alone (before any row is seen).
+
+    Sizes double from ``_FIRST_LOOK`` up to ``N``. The budget is split with
+    weights halving away from the look nearest ``_PEAK_ERRORS / (1 - target)``
+    rows: the sample at which about ``_PEAK_ERRORS`` disagreements are expected
+    when the cheap model sits near the target, where profiling usually pays to
+    stop. The shares sum to ``error_budget``, so the stopping rule may end at any look.
+    """
+    sizes: list[int] = []
+    size = float(min(_FIRST_LOOK, n_total))
+    while True:
+        n = int(min(n_total, round(size)))
+        if not sizes or n > sizes[-1]:
+            sizes.append(n)
+        if n >= n_total:
+            break
+        size *= _LOOK_GROWTH
+    peak_size = _PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9)
+    peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
+    weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
+    shares = error_budget * weights / weights.sum()
+    return [(n, float(a)) for n, a in zip(sizes, shares)]
+
+
+def certified_threshold(wrong_confidences: np.ndarray, cutoff: int) -> float:
+    """Lowest threshold whose kept rows hold at most ``cutoff`` of the sampled disagreements.
+
+    Keeping ``confidence >= t`` keeps a prefix of the fixed confidence order, so
+    this is the longest prefix holding at most ``cutoff`` of them, as a threshold: just above the
+    ``cutoff + 1``-th most confident sampled disagreement (ties with it are
+    escalated). ``-inf`` keeps everything, ``inf`` nothing.
+    """
+    if cutoff < 0:
+        return math.inf
+    ranked = np.sort(np.asarray(wrong_confidences, dtype=float))[::-1]
+    if ranked.size <= cutoff:
+        return -math.inf
+    return float(np.nextafter(ranked[cutoff], math.inf))
+
+
+@dataclass(frozen=True)
+class CascadeOption:
+    """A planner option: ``model``'s answer is kept at confidence >= ``threshold``, else escalated.
+
+    What the apply phase needs per row (and what MLflow should log): keep the
+    cheap answer only at or above the threshold; a missing confidence escalates.
+    """
+
+    model: str
+    threshold: float
+    kept_share: float = 0.0  # estimated share of the rows this option keeps
+
+    def keeps(self, confidence: float | None) -> bool:
+        return confidence is not None and not math.isnan(confidence) and confidence >= self.threshold
+
+    def to_dict(self) -> dict[str, object]:
+        return {"model": self.model, "threshold": self.threshold, "kept_share": self.kept_share}
+
+
+@dataclass(frozen=True)
+class CascadeResult:
+    """A certified threshold, the profiled rows behind it, and whether the cascade pays."""
+
+    threshold: float  # keep the cheap answer when confidence >= threshold (inf: keep none)
+    sampled: np.ndarray  # row positions profiled with the reference (and the cheap model)
+    n_total: int
+    cutoff: int
+    alpha: float
+    looks_used: int
+    budget: int
+    estimated_kept_share: float  # of all rows, from the profiled confidences
+    look_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def uses_cheap_model(self) -> bool:
+        """False when keeping nothing is cheaper: the cheap model then answered only profiled rows."""
+        return self.threshold != math.inf
+
+    def kept(self, confidence: np.ndarray) -> np.ndarray:
+        """Per row: unprofiled and at or above the threshold (the cheap answer stands)."""
+        mask = np.asarray(confidence, dtype=float) >= self.threshold
+        mask[self.sampled] = False
+        return mask
+
+    def option(self, model: str) -> CascadeOption:
+        """The certified (model, threshold) pair for the plan."""
+        return CascadeOption(model=model, threshold=self.threshold, kept_share=self.estimated_kept_share)
+
+
+def certify_cascade(
+    n_total: int,
+    profile: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    *,
+    accuracy_target: float,
+    error_budget: float,
+    rng: np.random.Generator,
+    cheap_cost_ratio: float = 0.0,
+    schedule: Sequence[tuple[int, float]] | None = None,
+) -> CascadeResult:
+    """Profile in looks, certify the lowest safe threshold, stop when more looks do not pay.
+
+    ``profile(positions)`` pays the cheap model and the reference for those rows
+    and returns (cheap confidence, cheap answer equals the reference's) per row.
+    ``cheap_cost_ratio``: the cheap model's cost per row over the reference's;
+    with it, the cascade is dropped (threshold ``inf``) when running the cheap
+    model on the unprofiled rows is expected to cost more than it keeps, which
+    the promise allows since it holds for every threshold, "keep nothing" included.
+    """
+    if n_total < 1:
+        raise ValueError("certify_cascade needs at least one row")
+    budget = disagreement_budget(n_total, accuracy_target)
+    looks = list(schedule) if schedule is not None else cascade_looks(n_total, error_budget, accuracy_target)
+    cutoffs = [error_cutoff(n_total, n, budget, a) for n, a in looks]
+    draw = rng.permutation(n_total)
+    confidences = np.empty(0)
+    agreements = np.empty(0, dtype=bool)
+    seen = 0
+    for look, ((size, alpha), cutoff) in enumerate(zip(looks, cutoffs)):
+        fresh = draw[seen:size]
+        conf, agrees = (np.asarray(x) for x in profile(fresh))
+        if conf.shape != fresh.shape or agrees.shape != fresh.shape:
+            raise ValueError(f"profile returned shapes {conf.shape}/{agrees.shape}, expected {fresh.shape}")
+        if np.isnan(conf.astype(float)).any():
+            raise ValueError("confidence has NaN values; a row without confidence must be escalated")
+        confidences = np.concatenate([confidences, conf.astype(float)])
+        agreements = np.concatenate([agreements, agrees.astype(bool)])
+        seen = size
+        wrong = confidences[~agreements]
+        threshold = certified_threshold(wrong, cutoff)
+        value = _net_saving(confidences, threshold, size, n_total, cheap_cost_ratio)
+        later = zip(looks[look + 1 :], cutoffs[look + 1 :])
+        if not any(
+            _net_saving(confidences, certified_threshold(wrong, _scaled(c, size, n)), n, n_total, cheap_cost_ratio)
+            > value + 0.5
+            for (n, _), c in later
+        ):
+            break
+    if _net_saving(confidences, threshold, seen, n_total, cheap_cost_ratio, use=True) <= _net_saving(
+        confidences, threshold, seen, n_total, cheap_cost_ratio, use=False
+    ):
+        threshold = math.inf
+    kept_share = float(np.mean(confidences >= threshold)) * (1.0 - seen / n_total)
+    return CascadeResult(
+        threshold=threshold,
+        sampled=draw[:seen],
+        n_total=n_total,
+        cutoff=cutoff,
+        alpha=alpha,
+        looks_used=look + 1,
+        budget=budget,
+        estimated_kept_share=kept_share,
+        look_sizes=[n for n, _ in looks],
+    )
+
+
+def _scaled(cutoff: int, n_seen: int, n_later: int) -> int:
+    """Plug-in prediction: the later look's cutoff in units of today's sample."""
+    return -1 if cutoff < 0 else int(math.floor(cutoff * n_seen / n_later))
+
+
+def _net_saving(
+    confidences: np.ndarray,
+    threshold: float,
+    n_sampled: int,
+    n_total: int,
+    cheap_ratio: float,
+    use: bool | None = None,
+) -> float:
+    """Expected saving, in reference calls, against the reference on every row.
+
+    Kept rows are estimated from the profiled confidences. Costs charged: the
+    cheap model on profiled rows, and on the unprofiled rows when the cascade is
+    used (``use=None``: whichever of using it or not saves more).
+    """
+    remaining = n_total - n_sampled
+    kept = float(np.mean(confidences >= threshold)) * remaining if confidences.size else 0.0
+    with_cascade = kept - cheap_ratio * remaining
+    chosen = max(with_cascade, 0.0) if use is None else (with_cascade if use else 0.0)
+    return chosen - cheap_ratio * n_sampled

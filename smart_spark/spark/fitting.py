@@ -178,6 +178,10 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool):
             watch.add(results)
         return results
 
+    if not pool:  # nothing to sample (no rows with text, or nothing to learn): the reference plan
+        import dataclasses
+
+        config = dataclasses.replace(config, method="reference")
     engine = SmartEngine(config, models, watch.reference)
     result = engine.run(n_valid, len(pool), answer_source, progress=progress)
     watch.check()

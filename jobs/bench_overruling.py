@@ -53,7 +53,7 @@ def run_once(spark, server, df, catalogue, target: float, seed: int, **params) -
         "seed": seed,
         "rows": len(out),
         "agreement": agree / len(out),
-        "spend": float(out["prediction_cost"].sum()),
+        "spend": float(out["prediction_cost"].sum()) + clf.lastRun.fit_paid,
         "profile_spend": float(clf.lastProfile.spent),
         "n_profiled": clf.lastProfile.n_profiled,
         "fractions": dict(clf.lastPlan.fractions),

@@ -13,6 +13,7 @@ and killed (by those group ids only) in a ``finally``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -79,6 +80,43 @@ def stop_daemons(procs: list[subprocess.Popen]) -> None:
             proc.wait(timeout=5)
 
 
+@contextlib.contextmanager
+def standalone_cluster(workdir: Path, env: dict | None = None):
+    """A master and two 1-core workers from pyspark's spark-class on 127.0.0.1; yields the master URL.
+
+    The daemons run in their own process groups and are stopped (by those group ids) on exit.
+    """
+    env = env or dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_WORKER_DIR=str(workdir / "work"))
+    procs: list[subprocess.Popen] = []
+    try:
+        port, ui = free_port(), free_port()
+        procs.append(start_daemon(
+            ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+             "--webui-port", str(ui)], workdir / "master.log", env))
+        master = f"spark://127.0.0.1:{port}"
+
+        def master_up() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(master_up, 60, "the master")
+        note("master up")
+        for k in range(2):
+            procs.append(start_daemon(
+                ["org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1", "--cores", "1",
+                 "--memory", "1g", "--webui-port", str(free_port()), "--work-dir", str(workdir / f"w{k}")],
+                workdir / f"worker{k}.log", env))
+        wait_for(lambda: all("Successfully registered with master" in (workdir / f"worker{k}.log").read_text(errors="ignore")
+                             for k in range(2)), 90, "two workers to register")
+        note("workers registered")
+        yield master
+    finally:
+        stop_daemons(procs)
+
+
 def check(spark, server, mode: str) -> dict:
     import pandas as pd
 
@@ -112,7 +150,7 @@ def check(spark, server, mode: str) -> dict:
         "rows_in": N_ROWS,
         "rows_out": int(len(out)),
         "ids_unique": bool(out["id"].is_unique),
-        "spend_column": float(out["prediction_cost"].sum()),
+        "spend_column": float(out["prediction_cost"].sum()) + clf.lastRun.fit_paid,
         "profile_spent": float(clf.lastProfile.spent),
         "paid_twice": {m: c["requests"] - c["distinct_prompts"] for m, c in counters.items()},
         "reference_requests": counters.get("gpt-4", {}).get("requests", 0),
@@ -135,39 +173,17 @@ def main(mode: str) -> int:
 
     from smart_spark.testing import StandInServer
 
-    procs: list[subprocess.Popen] = []
+    stack = contextlib.ExitStack()
     spark = None
     workdir = Path(tempfile.mkdtemp(prefix=f"smart-{mode}-"))
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_WORKER_DIR=str(workdir / "work"))
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     try:
-        with StandInServer(conftest.simulated_backend()) as server:
+        with stack, StandInServer(conftest.simulated_backend()) as server:
             if mode == "connect":
                 spark = SparkSession.builder.remote("local[2]").config("spark.sql.shuffle.partitions", "2").getOrCreate()
             elif mode == "standalone":
-                port, ui = free_port(), free_port()
-                procs.append(start_daemon(
-                    ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                     "--webui-port", str(ui)], workdir / "master.log", env))
-                master = f"spark://127.0.0.1:{port}"
-
-                def master_up() -> bool:
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                        return True
-                    except OSError:
-                        return False
-
-                wait_for(master_up, 60, "the master")
-                note("master up")
-                for k in range(2):
-                    procs.append(start_daemon(
-                        ["org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1", "--cores", "1",
-                         "--memory", "1g", "--webui-port", str(free_port()), "--work-dir", str(workdir / f"w{k}")],
-                        workdir / f"worker{k}.log", env))
-                wait_for(lambda: all("Successfully registered with master" in (workdir / f"worker{k}.log").read_text(errors="ignore")
-                                     for k in range(2)), 90, "two workers to register")
-                note("workers registered")
+                master = stack.enter_context(standalone_cluster(workdir, env))
                 spark = (
                     SparkSession.builder.master(master)
                     .appName("smart_spark-standalone-e2e")
@@ -196,7 +212,7 @@ def main(mode: str) -> int:
                 spark.stop()
             except Exception:
                 pass
-        stop_daemons(procs)
+        stack.close()
     print(json.dumps(result))
     return 0
 

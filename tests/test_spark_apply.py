@@ -6,7 +6,8 @@ from collections import Counter
 
 from smart_spark.engine import Plan
 from smart_spark.llm.client import CallResult
-from smart_spark.spark.apply import EMPTY_TEXT, ApplySpec, ProfiledAnswer, process_batch
+from smart_spark.spark.apply import EMPTY_TEXT, ApplySpec, process_batch
+from smart_spark.spark.state import ProfiledAnswer
 
 PLAN = Plan(
     fractions={"cheap": 0.6, "mid": 0.2, "ref": 0.2},
@@ -27,6 +28,9 @@ class FakeClient:
     def __init__(self, failing=(), odd=()):
         self.failing, self.odd = set(failing), set(odd)
         self.calls: list[tuple[str, str]] = []
+
+    async def acomplete_batch(self, model, prompts):
+        return self.complete_batch(model, prompts)
 
     def complete_batch(self, model, prompts):
         out = []
@@ -53,13 +57,13 @@ TEXTS = [f"text {i}" for i in range(200)]
 
 def test_routing_follows_the_plan_and_is_deterministic():
     client = FakeClient()
-    out = process_batch(spec(), KEYS, TEXTS, list(range(200)), client=client)
+    out = process_batch(spec(), KEYS, TEXTS, client=client)
     assert list(out["model"]) == [PLAN.route(k) for k in KEYS]
-    again = process_batch(spec(), KEYS, TEXTS, list(range(200)), client=FakeClient())
+    again = process_batch(spec(), KEYS, TEXTS, client=FakeClient())
     assert list(again["model"]) == list(out["model"])
     assert Counter(m for m, _ in client.calls) == Counter(out["model"])
     assert (out["prediction"] == "Yes").all() and out["error"].isna().all()
-    assert (out["cost"] == 0.25).all()
+    assert (out["cost"] == 0.25).all() and out["paid"].all()
     assert {p for _, p in client.calls} == {f"Q: {t}" for t in TEXTS}
 
 
@@ -87,21 +91,23 @@ def test_all_models_fail_gives_null_and_reasons():
     assert len(client.calls) == sum(1 + len(PLAN.escalation(PLAN.route(k))) for k in KEYS[:20])
 
 
-def test_profiled_rows_reuse_the_reference_answer_and_cost_goes_to_the_sampled_row():
+def test_profiled_rows_reuse_the_reference_answer_and_are_not_paid_again():
     profiled = {
-        "k1": ProfiledAnswer("No", "No", 0.7, row_id=1),
-        "k2": ProfiledAnswer(None, None, 0.3, row_id=2, error="HTTP 500 from ref"),
-        "k3": ProfiledAnswer(None, "Incomplete context.", 0.2, row_id=3),
+        "k1": ProfiledAnswer("No", "No"),
+        "k2": ProfiledAnswer(None, None, error="HTTP 500 from ref"),
+        "k3": ProfiledAnswer(None, "Incomplete context."),
     }
-    keys = ["k1", "k1", "k2", "k3", "k4"]
-    texts = ["a", "a", "b", "c", "d"]
+    keys = ["k1", "k1", "k2", "k3", "k4", "k4"]
+    texts = ["a", "a", "b", "c", "d", "d"]
     client = FakeClient()
-    out = process_batch(spec(profiled=profiled), keys, texts, [1, 9, 2, 3, 4], client=client)
+    out = process_batch(spec(profiled=profiled), keys, texts, client=client)
     assert list(out["prediction"][:2]) == ["No", "No"] and list(out["model"][:2]) == ["ref", "ref"]
-    assert list(out["cost"][:2]) == [0.7, 0.0]  # the duplicate gets the answer for free
-    # reference failed while profiling: processed like any other row, earlier spend kept
-    assert out["prediction"][2] == "Yes" and out["cost"][2] == 0.3 + 0.25
+    assert list(out["cost"][:2]) == [0.0, 0.0] and not out["paid"][:2].any()  # paid while profiling
+    # reference failed while profiling: processed like any other row
+    assert out["prediction"][2] == "Yes" and out["cost"][2] == 0.25 and out["paid"][2]
     assert out["prediction"][3] is None and out["model"][3] == "ref" and "matches no label" in out["error"][3]
+    # a duplicate key in the batch: answered once, the copy reuses it at cost 0
+    assert list(out["paid"][4:]) == [True, False] and list(out["cost"][4:]) == [0.25, 0.0]
     assert sorted(p for _, p in client.calls) == ["Q: b", "Q: d"]
 
 
@@ -122,7 +128,7 @@ def test_answer_without_label_is_never_guessed():
 
 def test_client_exception_becomes_row_errors():
     class Broken:
-        def complete_batch(self, model, prompts):
+        async def acomplete_batch(self, model, prompts):
             raise RuntimeError("environment variable X is not set")
 
     out = process_batch(spec(), KEYS[:5], TEXTS[:5], client=Broken())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+
+import pandas as pd
 
 import pytest
 from pyspark.sql import functions as F
@@ -10,6 +13,12 @@ from pyspark.sql import functions as F
 from conftest import FAKE_KEY, FAKE_KEY_ENV, SIM_LABELS, simulated_backend, simulated_catalogue, text_frame
 from smart_checks import models_called, prompts_of, realised_agreement, server_spend
 from smart_spark import SmartLLMClassifier
+from smart_spark.errors import ConfigurationError
+
+
+def row_key(row_id, text) -> str:
+    """The operator's row key with idCol: the id and the text's SHA-256."""
+    return f"{row_id}|{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def classifier(catalogue, **kw):
@@ -27,19 +36,24 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
 
     # every input row and column, unchanged, plus the four output columns
     assert list(out.columns) == ["id", "text", "extra", "prediction", "prediction_model", "prediction_cost",
-                                 "prediction_error"]
+                                 "prediction_error", "prediction_paid"]
     assert len(out) == 500 and out["id"].is_unique and sorted(out["id"]) == list(range(500))
     assert (out["extra"] == out["id"] * 2).all()
     assert out["prediction"].isin(SIM_LABELS + [None]).all()
 
     prompts = prompts_of(out["text"], clf.getPromptTemplate(), SIM_LABELS)
-    # the run's spend is the cost column's sum, and matches what the server answered
+    # fit spend + the cost column's sum is what the server answered
     spend = out["prediction_cost"].sum()
-    assert spend == pytest.approx(server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
     run = clf.lastRun
+    assert spend + run.fit_paid == pytest.approx(server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
     plan, profile = clf.lastPlan, clf.lastProfile
     assert plan is not None and profile.n_profiled > 0
-    assert spend > profile.spent > 0
+    assert run.fit_paid == pytest.approx(profile.spent) and spend > 0
+    # profiled rows were paid by the fit: reused here, at cost 0
+    keys = [row_key(i, t) for i, t in zip(out["id"], out["text"])]
+    profiled = pd.Series([k in run.profiled_keys for k in keys], index=out.index)
+    assert not out.loc[profiled, "prediction_paid"].any() and (out.loc[profiled, "prediction_cost"] == 0).all()
+    assert out.loc[~profiled, "prediction_paid"].all()
 
     # no row paid twice; profiled rows never called again; at most the plan's chain per row
     counters = sim_server.counters()
@@ -47,12 +61,12 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
     profiled_ids = {str(k) for k in run.profiled_keys}
     assert len(profiled_ids) == profile.n_profiled
     names = sim_catalogue.names
-    for row_id, model, prompt in zip(out["id"], out["prediction_model"], prompts):
+    for key, model, prompt in zip(keys, out["prediction_model"], prompts):
         called = models_called(sim_server, names, prompt)
-        if str(row_id) in profiled_ids:
+        if key in profiled_ids:
             assert model == "gpt-4" and "gpt-4" in called
         else:
-            assert called == [model] and model in plan.fractions and model == plan.route(str(row_id))
+            assert called == [model] and model in plan.fractions and model == plan.route(key)
     assert counters["gpt-4"]["requests"] == int((out["prediction_model"] == "gpt-4").sum())
 
     # the realised agreement meets the target
@@ -66,17 +80,18 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
     assert "SMART plan" in clf.lastSummary() and "SMART profile" in clf.lastSummary()
 
 
-def test_reevaluation_routes_identically(spark, sim_server, sim_catalogue):
+def test_reevaluation_routes_identically_and_pays_nothing_again(spark, sim_server, sim_catalogue):
     df = text_frame(spark, 200, prefix="again")
     clf = classifier(sim_catalogue, idCol="id", seed=2, accuracyTarget=0.85)
     out = df.transform(clf)
-    first = out.select("id", "prediction_model").toPandas().sort_values("id")
-    requests_after_first = sum(c["requests"] for c in sim_server.counters().values())
-    second = out.select("id", "prediction_model").toPandas().sort_values("id")
+    first = out.select("id", "prediction_model", "prediction_paid").toPandas().sort_values("id")
+    requests_after_first = sim_server.counters()
+    second = out.select("id", "prediction_model", "prediction_paid", "prediction_cost").toPandas().sort_values("id")
     assert list(first["prediction_model"]) == list(second["prediction_model"])
-    # re-evaluation calls again (documented: cache the output), but never a profiled row
-    assert sum(c["requests"] for c in sim_server.counters().values()) > requests_after_first
-    assert sim_server.counters()["gpt-4"]["requests"] <= 2 * len(first)
+    assert first["prediction_paid"].any()
+    # the second evaluation reads every answer from the application's answer store
+    assert sim_server.counters() == requests_after_first
+    assert not second["prediction_paid"].any() and (second["prediction_cost"] == 0).all()
 
 
 def test_duplicate_texts_without_id_share_answers_and_cost_is_not_double_counted(spark, sim_server, sim_catalogue):
@@ -89,7 +104,8 @@ def test_duplicate_texts_without_id_share_answers_and_cost_is_not_double_counted
     by_text = out.groupby("text")["prediction_model"].nunique()
     assert (by_text == 1).all()  # the same key routes (and is answered) the same way
     prompts = prompts_of(out["text"], clf.getPromptTemplate(), SIM_LABELS)
-    assert out["prediction_cost"].sum() == pytest.approx(server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
+    assert out["prediction_cost"].sum() + clf.lastRun.fit_paid == pytest.approx(
+        server_spend(sim_server, sim_catalogue, prompts), rel=1e-9)
     counters = sim_server.counters()
     # copies in the same Arrow batch are called once; each of the 2 partitions may call a text once
     assert all(c["requests"] <= 2 * c["distinct_prompts"] for c in counters.values())
@@ -112,7 +128,7 @@ def test_null_and_empty_text_are_kept(spark, sim_server, sim_catalogue):
 
 def test_bad_input_columns(spark, sim_catalogue):
     df = spark.createDataFrame([(1, 2)], "id long, text long")
-    with pytest.raises(TypeError, match="textCol 'text' must be a string column"):
+    with pytest.raises(ConfigurationError, match="textCol 'text' must be a string column"):
         df.transform(classifier(sim_catalogue))
     with pytest.raises(ValueError, match="textCol 'body' is not a column"):
         df.transform(classifier(sim_catalogue, textCol="body"))
@@ -126,7 +142,7 @@ def test_bad_input_columns(spark, sim_catalogue):
 
 def test_empty_dataframe(spark, sim_catalogue):
     out = spark.createDataFrame([], "id long, text string").transform(classifier(sim_catalogue))
-    assert out.count() == 0 and out.columns[-1] == "prediction_error"
+    assert out.count() == 0 and out.columns[-1] == "prediction_paid"
 
 
 def test_one_model_catalogue_runs_the_reference_on_everything(spark, sim_server):
@@ -145,7 +161,7 @@ def test_failures_escalate_and_nothing_is_lost(spark):
     faults = FaultConfig(rate_500=0.3)
     with StandInServer(simulated_backend(), faults=faults, seed=3) as server:
         catalogue = simulated_catalogue(server.base_url)
-        clf = classifier(catalogue, idCol="id", maxRetries=0, accuracyTarget=0.8, seed=5)
+        clf = classifier(catalogue, idCol="id", maxRetries=0, accuracyTarget=0.8, seed=5, maxErrorRate=1.0)
         out = text_frame(spark, 300, prefix="faulty").transform(clf).toPandas()
         plan = clf.lastPlan
         assert len(out) == 300 and out["id"].is_unique
@@ -158,15 +174,17 @@ def test_failures_escalate_and_nothing_is_lost(spark):
         prompts = prompts_of(out["text"], clf.getPromptTemplate(), SIM_LABELS)
         consumed = {str(k) for k in clf.lastRun.consumed_keys}
         assert len(consumed) > len(clf.lastRun.profiled_keys)  # some reference calls failed while profiling
-        for row_id, prompt in zip(out["id"], prompts):
-            if str(row_id) in consumed:
+        for row_id, text, prompt in zip(out["id"], out["text"], prompts):
+            key = row_key(row_id, text)
+            if key in consumed:
                 continue
-            first = plan.route(str(row_id))
+            first = plan.route(key)
             allowed = {first, *plan.escalation(first)}
             assert set(models_called(server, catalogue.names, prompt)) <= allowed
         # no (model, prompt) was ever paid twice
         assert all(server.answered_count(m, p) <= 1 for m in catalogue.names for p in prompts)
-        assert out["prediction_cost"].sum() == pytest.approx(server_spend(server, catalogue, prompts), rel=1e-9)
+        assert out["prediction_cost"].sum() + clf.lastRun.fit_paid == pytest.approx(
+            server_spend(server, catalogue, prompts), rel=1e-9)
 
 
 def test_spend_cap_is_respected(spark, sim_server, sim_catalogue):

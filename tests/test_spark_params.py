@@ -97,20 +97,45 @@ def test_save_load_round_trip_without_secrets(spark, tmp_path):
     assert FAKE_KEY not in stored and os.environ[FAKE_KEY_ENV] not in stored
 
 
-def test_pipeline_save_load(spark, tmp_path):
+def test_pipeline_fit_save_load(spark, sim_server, sim_catalogue, tmp_path):
     from pyspark.ml import Pipeline, PipelineModel
     from pyspark.ml.feature import SQLTransformer
 
-    clf = make(textCol="clean")
+    from smart_spark import SmartLLMClassifierModel
+
+    clf = make(textCol="clean", models=sim_catalogue, accuracyTarget=0.8, mlflowLogging="never")
     pipeline = Pipeline(stages=[SQLTransformer(statement="SELECT *, trim(text) AS clean FROM __THIS__"), clf])
-    model = pipeline.fit(spark.createDataFrame([(1, " a ")], "id long, text string"))
+    df = spark.createDataFrame([(i, f" pipeline text {i} ") for i in range(80)], "id long, text string")
+    model = pipeline.fit(df)
     path = str(tmp_path / "pipeline")
-    model.save(path)
+    model.write().overwrite().save(path)
     loaded = PipelineModel.load(path)
     stage = loaded.stages[1]
-    assert isinstance(stage, SmartLLMClassifier) and stage.getTextCol() == "clean"
+    assert isinstance(stage, SmartLLMClassifierModel) and stage.getTextCol() == "clean"
+    assert stage.plan.fractions == model.stages[1].plan.fractions
+    out = loaded.transform(df).toPandas()
+    assert len(out) == 80 and out["prediction"].notna().all()
     stored = "".join(p.read_text(errors="ignore") for p in Path(path).rglob("*") if p.is_file())
     assert FAKE_KEY not in stored
+
+
+def test_one_label_is_a_configuration_error():
+    from smart_spark.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="at least two labels"):
+        make(labels=["Yes"])
+
+
+def test_accessors_are_written_out_and_set_params_has_a_signature():
+    import inspect
+
+    from smart_spark.spark.params import SmartParams
+
+    for param in make().params:
+        cap = param.name[0].upper() + param.name[1:]
+        assert f"get{cap}" in vars(SmartParams) and f"set{cap}" in vars(SmartParams), param.name
+    signature = inspect.signature(SmartLLMClassifier.setParams)
+    assert {"accuracyTarget", "answersPath", "textCol"} <= set(signature.parameters)
 
 
 def test_explain_params_has_no_key():

@@ -15,9 +15,14 @@ from typing import Any
 from pyspark.ml.param import Param, Params
 
 from smart_spark.catalogue import CatalogueError, ModelCatalogue, load_catalogue
+from smart_spark.errors import ConfigurationError
 
 METHODS = ("reference", "single", "single-early-stop", "mix")
 MLFLOW_MODES = ("auto", "always", "never")
+OVERSIZE_POLICIES = ("truncate", "error", "fail")
+DRIFT_POLICIES = ("refit", "fail")
+#: Columns added next to ``outputCol``.
+OUTPUT_SUFFIXES = ("_model", "_cost", "_error", "_paid")
 
 DEFAULT_PROMPT = (
     "Classify the text below. Answer with exactly one of: {labels}.\n\n"
@@ -119,8 +124,8 @@ def _labels(value: Any) -> list[str]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise TypeError(f"labels must be a list of strings, got {value!r}")
     labels = list(value)
-    if not labels:
-        raise ValueError("labels must name at least one label, got an empty list")
+    if len(labels) < 2:
+        raise ConfigurationError(f"labels must name at least two labels (one label leaves nothing to decide), got {labels}")
     for label in labels:
         if not isinstance(label, str) or not label.strip():
             raise ValueError(f"labels must be non-empty strings, got {label!r}")
@@ -229,7 +234,7 @@ class SmartParams(Params):
     profileBatchSize = Param(Params._dummy(), "profileBatchSize", "items per profiling batch",
                              typeConverter=_positive_int("profileBatchSize"))
     batchSize = Param(Params._dummy(), "batchSize",
-                      "prompts per client call in the apply phase (per model, within an Arrow batch)",
+                      "rows the apply phase answers together (an Arrow batch is answered in pieces of this size)",
                       typeConverter=_positive_int("batchSize"))
     concurrency = Param(Params._dummy(), "concurrency",
                         "concurrent requests per model per task (None: each model's max_concurrency)",
@@ -256,6 +261,30 @@ class SmartParams(Params):
     mlflowRunName = Param(Params._dummy(), "mlflowRunName", "name of a new run",
                           typeConverter=_optional(_string("mlflowRunName")))
 
+    answersPath = Param(Params._dummy(), "answersPath",
+                        "directory of the durable answer store (local, dbfs:/, s3a://, abfss://, ...); every "
+                        "paid answer is recorded there and never paid again (None: an application-scoped "
+                        "store under the local temp dir)",
+                        typeConverter=_optional(_string("answersPath")))
+
+    maxErrorRate = Param(Params._dummy(), "maxErrorRate",
+                         "share of a task's rows with text allowed to end in the error column (calls that "
+                         "failed after retries and escalation); above it the action fails with "
+                         "ErrorRateExceeded, and the answers already paid stay in the answer store",
+                         typeConverter=_in_interval("maxErrorRate", 0.0, 1.0, low_open=False, high_open=False))
+    maxPromptChars = Param(Params._dummy(), "maxPromptChars",
+                           "longest prompt accepted, in characters (None: no limit); see oversizePolicy",
+                           typeConverter=_optional(_positive_int("maxPromptChars")))
+    oversizePolicy = Param(Params._dummy(), "oversizePolicy",
+                           "what a row whose prompt exceeds maxPromptChars gets: 'truncate' (its text is cut "
+                           "to fit), 'error' (no call; null prediction and an error, and it is not counted in N) "
+                           "or 'fail' (the fit or action fails)",
+                           typeConverter=_choice("oversizePolicy", OVERSIZE_POLICIES))
+    onDrift = Param(Params._dummy(), "onDrift",
+                    "a fitted model applied to new data confirms its plan on a sample first; when the "
+                    "confirmation fails: 'refit' (profile the new data and plan again) or 'fail' (DriftError)",
+                    typeConverter=_choice("onDrift", DRIFT_POLICIES))
+
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
@@ -281,27 +310,353 @@ class SmartParams(Params):
             mlflowExperiment="smart_spark",
             mlflowTrackingUri=None,
             mlflowRunName=None,
+            answersPath=None,
+            maxErrorRate=0.05,
+            maxPromptChars=None,
+            oversizePolicy="truncate",
+            onDrift="refit",
         )
 
 
-def _accessors():
-    """Generate getX / setX for every param (pyspark.ml naming)."""
-    for name, value in list(vars(SmartParams).items()):
-        if not isinstance(value, Param):
-            continue
-        cap = name[0].upper() + name[1:]
+    # ------------------------------------------------------------ accessors
+    def getTextCol(self) -> str:
+        """Gets the value of textCol or its default."""
+        return self.getOrDefault(self.textCol)
 
-        def getter(self, _name=name):
-            return self.getOrDefault(getattr(self, _name))
+    def setTextCol(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`textCol`."""
+        return self._set(textCol=value)
 
-        def setter(self, value, _name=name):
-            return self._set(**{_name: value})
+    def getIdCol(self) -> str | None:
+        """Gets the value of idCol or its default."""
+        return self.getOrDefault(self.idCol)
 
-        getter.__name__, setter.__name__ = f"get{cap}", f"set{cap}"
-        getter.__doc__ = f"Gets the value of {name} or its default. {value.doc}"
-        setter.__doc__ = f"Sets the value of {name}: {value.doc}"
-        setattr(SmartParams, f"get{cap}", getter)
-        setattr(SmartParams, f"set{cap}", setter)
+    def setIdCol(self, value: str | None) -> "SmartParams":
+        """Sets the value of :py:attr:`idCol`."""
+        return self._set(idCol=value)
+
+    def getOutputCol(self) -> str:
+        """Gets the value of outputCol or its default."""
+        return self.getOrDefault(self.outputCol)
+
+    def setOutputCol(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`outputCol`."""
+        return self._set(outputCol=value)
+
+    def getLabels(self) -> list[str]:
+        """Gets the value of labels or its default."""
+        return self.getOrDefault(self.labels)
+
+    def setLabels(self, value: list[str]) -> "SmartParams":
+        """Sets the value of :py:attr:`labels`."""
+        return self._set(labels=value)
+
+    def getPromptTemplate(self) -> str:
+        """Gets the value of promptTemplate or its default."""
+        return self.getOrDefault(self.promptTemplate)
+
+    def setPromptTemplate(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`promptTemplate`."""
+        return self._set(promptTemplate=value)
+
+    def getModels(self) -> str:
+        """Gets the value of models or its default."""
+        return self.getOrDefault(self.models)
+
+    def setModels(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`models`."""
+        return self._set(models=value)
+
+    def getReferenceModel(self) -> str:
+        """Gets the value of referenceModel or its default."""
+        return self.getOrDefault(self.referenceModel)
+
+    def setReferenceModel(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`referenceModel`."""
+        return self._set(referenceModel=value)
+
+    def getAccuracyTarget(self) -> float:
+        """Gets the value of accuracyTarget or its default."""
+        return self.getOrDefault(self.accuracyTarget)
+
+    def setAccuracyTarget(self, value: float) -> "SmartParams":
+        """Sets the value of :py:attr:`accuracyTarget`."""
+        return self._set(accuracyTarget=value)
+
+    def getConfidence(self) -> float:
+        """Gets the value of confidence or its default."""
+        return self.getOrDefault(self.confidence)
+
+    def setConfidence(self, value: float) -> "SmartParams":
+        """Sets the value of :py:attr:`confidence`."""
+        return self._set(confidence=value)
+
+    def getMethod(self) -> str:
+        """Gets the value of method or its default."""
+        return self.getOrDefault(self.method)
+
+    def setMethod(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`method`."""
+        return self._set(method=value)
+
+    def getSeed(self) -> int:
+        """Gets the value of seed or its default."""
+        return self.getOrDefault(self.seed)
+
+    def setSeed(self, value: int) -> "SmartParams":
+        """Sets the value of :py:attr:`seed`."""
+        return self._set(seed=value)
+
+    def getPilotSize(self) -> int | None:
+        """Gets the value of pilotSize or its default."""
+        return self.getOrDefault(self.pilotSize)
+
+    def setPilotSize(self, value: int | None) -> "SmartParams":
+        """Sets the value of :py:attr:`pilotSize`."""
+        return self._set(pilotSize=value)
+
+    def getMaxProfile(self) -> int:
+        """Gets the value of maxProfile or its default."""
+        return self.getOrDefault(self.maxProfile)
+
+    def setMaxProfile(self, value: int) -> "SmartParams":
+        """Sets the value of :py:attr:`maxProfile`."""
+        return self._set(maxProfile=value)
+
+    def getProfileBatchSize(self) -> int:
+        """Gets the value of profileBatchSize or its default."""
+        return self.getOrDefault(self.profileBatchSize)
+
+    def setProfileBatchSize(self, value: int) -> "SmartParams":
+        """Sets the value of :py:attr:`profileBatchSize`."""
+        return self._set(profileBatchSize=value)
+
+    def getBatchSize(self) -> int:
+        """Gets the value of batchSize or its default."""
+        return self.getOrDefault(self.batchSize)
+
+    def setBatchSize(self, value: int) -> "SmartParams":
+        """Sets the value of :py:attr:`batchSize`."""
+        return self._set(batchSize=value)
+
+    def getConcurrency(self) -> int | None:
+        """Gets the value of concurrency or its default."""
+        return self.getOrDefault(self.concurrency)
+
+    def setConcurrency(self, value: int | None) -> "SmartParams":
+        """Sets the value of :py:attr:`concurrency`."""
+        return self._set(concurrency=value)
+
+    def getMaxTokens(self) -> int:
+        """Gets the value of maxTokens or its default."""
+        return self.getOrDefault(self.maxTokens)
+
+    def setMaxTokens(self, value: int) -> "SmartParams":
+        """Sets the value of :py:attr:`maxTokens`."""
+        return self._set(maxTokens=value)
+
+    def getTimeout(self) -> float:
+        """Gets the value of timeout or its default."""
+        return self.getOrDefault(self.timeout)
+
+    def setTimeout(self, value: float) -> "SmartParams":
+        """Sets the value of :py:attr:`timeout`."""
+        return self._set(timeout=value)
+
+    def getMaxRetries(self) -> int:
+        """Gets the value of maxRetries or its default."""
+        return self.getOrDefault(self.maxRetries)
+
+    def setMaxRetries(self, value: int) -> "SmartParams":
+        """Sets the value of :py:attr:`maxRetries`."""
+        return self._set(maxRetries=value)
+
+    def getSpendCap(self) -> float | None:
+        """Gets the value of spendCap or its default."""
+        return self.getOrDefault(self.spendCap)
+
+    def setSpendCap(self, value: float | None) -> "SmartParams":
+        """Sets the value of :py:attr:`spendCap`."""
+        return self._set(spendCap=value)
+
+    def getSystemPrompt(self) -> str | None:
+        """Gets the value of systemPrompt or its default."""
+        return self.getOrDefault(self.systemPrompt)
+
+    def setSystemPrompt(self, value: str | None) -> "SmartParams":
+        """Sets the value of :py:attr:`systemPrompt`."""
+        return self._set(systemPrompt=value)
+
+    def getMlflowLogging(self) -> str:
+        """Gets the value of mlflowLogging or its default."""
+        return self.getOrDefault(self.mlflowLogging)
+
+    def setMlflowLogging(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`mlflowLogging`."""
+        return self._set(mlflowLogging=value)
+
+    def getMlflowExperiment(self) -> str:
+        """Gets the value of mlflowExperiment or its default."""
+        return self.getOrDefault(self.mlflowExperiment)
+
+    def setMlflowExperiment(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`mlflowExperiment`."""
+        return self._set(mlflowExperiment=value)
+
+    def getMlflowTrackingUri(self) -> str | None:
+        """Gets the value of mlflowTrackingUri or its default."""
+        return self.getOrDefault(self.mlflowTrackingUri)
+
+    def setMlflowTrackingUri(self, value: str | None) -> "SmartParams":
+        """Sets the value of :py:attr:`mlflowTrackingUri`."""
+        return self._set(mlflowTrackingUri=value)
+
+    def getMlflowRunName(self) -> str | None:
+        """Gets the value of mlflowRunName or its default."""
+        return self.getOrDefault(self.mlflowRunName)
+
+    def setMlflowRunName(self, value: str | None) -> "SmartParams":
+        """Sets the value of :py:attr:`mlflowRunName`."""
+        return self._set(mlflowRunName=value)
+
+    def getAnswersPath(self) -> str | None:
+        """Gets the value of answersPath or its default."""
+        return self.getOrDefault(self.answersPath)
+
+    def setAnswersPath(self, value: str | None) -> "SmartParams":
+        """Sets the value of :py:attr:`answersPath`."""
+        return self._set(answersPath=value)
 
 
-_accessors()
+    def getMaxErrorRate(self) -> float:
+        """Gets the value of maxErrorRate or its default."""
+        return self.getOrDefault(self.maxErrorRate)
+
+    def setMaxErrorRate(self, value: float) -> "SmartParams":
+        """Sets the value of :py:attr:`maxErrorRate`."""
+        return self._set(maxErrorRate=value)
+
+    def getMaxPromptChars(self) -> int | None:
+        """Gets the value of maxPromptChars or its default."""
+        return self.getOrDefault(self.maxPromptChars)
+
+    def setMaxPromptChars(self, value: int | None) -> "SmartParams":
+        """Sets the value of :py:attr:`maxPromptChars`."""
+        return self._set(maxPromptChars=value)
+
+    def getOversizePolicy(self) -> str:
+        """Gets the value of oversizePolicy or its default."""
+        return self.getOrDefault(self.oversizePolicy)
+
+    def setOversizePolicy(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`oversizePolicy`."""
+        return self._set(oversizePolicy=value)
+
+    def getOnDrift(self) -> str:
+        """Gets the value of onDrift or its default."""
+        return self.getOrDefault(self.onDrift)
+
+    def setOnDrift(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`onDrift`."""
+        return self._set(onDrift=value)
+
+    # ------------------------------------------------------ derived views
+    def catalogue(self) -> ModelCatalogue:
+        import yaml
+
+        if not self.isDefined(self.models) or self.getModels() is None:
+            raise ConfigurationError("models must be set (a ModelCatalogue, a list of entries or a YAML path)")
+        return ModelCatalogue.from_dicts(yaml.safe_load(self.getModels())["models"])
+
+    def validate(self, schema: Any = None) -> ModelCatalogue:
+        """Check params (and the input schema when given); returns the catalogue.
+
+        Errors are :class:`~smart_spark.errors.ConfigurationError` naming the param or column.
+        """
+        if not self.isDefined(self.labels) or self.getOrDefault(self.labels) is None:
+            raise ConfigurationError("labels must be set to a list of at least two labels")
+        catalogue = self.catalogue()
+        if not self.isDefined(self.referenceModel) or self.getReferenceModel() is None:
+            raise ConfigurationError(f"referenceModel must be set to one of the catalogue's models {catalogue.names}")
+        reference = self.getReferenceModel()
+        if reference not in catalogue:
+            raise ConfigurationError(
+                f"referenceModel {reference!r} is not in the catalogue (models: {catalogue.names})")
+        if schema is not None:
+            self._validate_schema(schema)
+        return catalogue
+
+    def _validate_schema(self, schema: Any) -> None:
+        from pyspark.sql.types import StringType
+
+        from smart_spark.spark.sampling import KEY_COL, RESULT_COL
+
+        names = schema.names
+        text_col = self.getTextCol()
+        if text_col not in names:
+            raise ConfigurationError(f"textCol {text_col!r} is not a column of the input (columns: {names})")
+        if not isinstance(schema[text_col].dataType, StringType):
+            raise ConfigurationError(
+                f"textCol {text_col!r} must be a string column, got {schema[text_col].dataType.simpleString()}")
+        id_col = self.getIdCol()
+        if id_col and id_col not in names:
+            raise ConfigurationError(f"idCol {id_col!r} is not a column of the input (columns: {names})")
+        output = self.getOutputCol()
+        for name in [output, *(output + s for s in OUTPUT_SUFFIXES)]:
+            if name in names:
+                raise ConfigurationError(f"outputCol: column {name!r} already exists in the input")
+        for internal in (KEY_COL, RESULT_COL):
+            if internal in names:
+                raise ConfigurationError(f"the input must not have a column named {internal!r} (used internally)")
+
+    def oversizeColumn(self):
+        """A Spark column: True where the row's prompt exceeds ``maxPromptChars``."""
+        from smart_spark.spark.apply import render_prompt
+        from smart_spark.spark.sampling import oversized
+
+        overhead = len(render_prompt(self.getPromptTemplate(), "", self.getLabels()))
+        return oversized(self.getTextCol(), self.getMaxPromptChars(), overhead)
+
+    def keyed(self, dataset: Any):
+        """``dataset`` with the row key column (null for rows that are not classified)."""
+        from smart_spark.spark.sampling import with_keys
+
+        excluded = self.oversizeColumn() if self.getOversizePolicy() == "error" else None
+        return with_keys(dataset, self.getTextCol(), self.getIdCol(), excluded)
+
+    def engineConfig(self):
+        """The engine's :class:`~smart_spark.engine.SmartConfig` from these params."""
+        from smart_spark.engine import SmartConfig
+
+        return SmartConfig(
+            accuracy_target=self.getAccuracyTarget(), confidence=self.getConfidence(), method=self.getMethod(),
+            seed=self.getSeed(), pilot_size=self.getPilotSize(), max_profile=self.getMaxProfile(),
+            batch_size=self.getProfileBatchSize(),
+        )
+
+    def fittedWith(self) -> dict[str, Any]:
+        """The params that decide what a prompt and its answer mean: a model applies only with the same."""
+        return {
+            "textCol": self.getTextCol(),
+            "labels": list(self.getLabels()),
+            "promptTemplate": self.getPromptTemplate(),
+            "systemPrompt": self.getSystemPrompt(),
+            "referenceModel": self.getReferenceModel(),
+            "maxTokens": self.getMaxTokens(),
+            "maxPromptChars": self.getMaxPromptChars(),
+            "oversizePolicy": self.getOversizePolicy(),
+        }
+
+    def applySpec(self, catalogue: ModelCatalogue, plan_json: str, profiled=None, row_budget=None,
+                  answers_path: str | None = None):
+        """The executors' :class:`~smart_spark.spark.apply.ApplySpec` for these params."""
+        from smart_spark.spark.apply import ApplySpec
+
+        return ApplySpec(
+            plan_json=plan_json, catalogue_yaml=catalogue_yaml(catalogue), labels=tuple(self.getLabels()),
+            prompt_template=self.getPromptTemplate(), profiled=profiled or {}, system_prompt=self.getSystemPrompt(),
+            max_tokens=self.getMaxTokens(), timeout=self.getTimeout(), max_retries=self.getMaxRetries(),
+            concurrency=self.getConcurrency(), row_budget=row_budget, answers_path=answers_path,
+            max_error_rate=self.getMaxErrorRate(), max_prompt_chars=self.getMaxPromptChars(),
+            oversize_policy=self.getOversizePolicy(),
+        )

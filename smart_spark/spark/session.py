@@ -1,7 +1,7 @@
 """Small helpers that behave the same in classic Spark and Spark Connect.
 
 Spark Connect has no ``SparkContext``: no broadcast, no ``setJobDescription``.
-Everything the apply phase needs is shipped inside the UDF closure instead, and
+The fitted state is shipped inside the UDF closure there (broadcast on classic), and
 job descriptions become Spark Connect *tags* (visible on the operation) there.
 """
 
@@ -21,10 +21,6 @@ def is_connect(obj: DataFrame | SparkSession) -> bool:
     """True when ``obj`` is a Spark Connect DataFrame or session."""
     module = type(obj).__module__
     return module.startswith("pyspark.sql.connect")
-
-
-def session_of(df: DataFrame) -> SparkSession:
-    return df.sparkSession
 
 
 @contextlib.contextmanager

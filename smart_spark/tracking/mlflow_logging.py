@@ -54,7 +54,7 @@ def _target_run(client, tracking_uri: str | None, experiment: str, run_name: str
 
 def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: str,
                   tracking_uri: str | None = None, run_name: str | None = None) -> tuple[str, str]:
-    """Log a :class:`~smart_spark.spark.classifier.SmartRun`; returns (run_id, tracking_uri)."""
+    """Log a :class:`~smart_spark.spark.run.SmartRun`; returns (run_id, tracking_uri)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
@@ -98,6 +98,9 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
     metric("n_profiled", profile.n_profiled)
     metric("sample_size", run.pool_size)
     metric("profiling_spend_usd", profile.spent)
+    metric("fit_paid_usd", getattr(run, "fit_paid", None))
+    metric("fit_reused_answers", getattr(run, "fit_reused", None))
+    metric("oversize_rows", getattr(run, "oversize_rows", None))
     metric("profiling_seconds", run.profiling_seconds)
     metric("expected_apply_cost_usd", plan.expected_cost)
     metric("expected_cost_usd", run.expected_cost)
@@ -160,6 +163,12 @@ def log_summary(run: Any, summary: dict[str, Any]) -> None:
     metric("realised_rows", summary["rows"])
     metric("realised_null_predictions", summary["null_predictions"])
     metric("realised_savings_x", summary.get("savings"))
+    metric("realised_paid_rows", summary.get("paid_rows"))
+    metric("realised_reused_rows", summary.get("reused_rows"))
+    metric("realised_null_rows_with_text", summary.get("null_rows_with_text"))
+    metric("failure_slack_rows", summary.get("failure_slack_rows"))
+    if "promise_kept" in summary:
+        metric("promise_kept", float(summary["promise_kept"]))
     for model, rows in summary["by_model"].items():
         name = model if model is not None else "none"
         metric(metric_key("realised_rows", name), rows)
@@ -176,3 +185,26 @@ def _version() -> str:
     from smart_spark import __version__
 
     return __version__
+
+
+def log_confirmation(stats: dict[str, Any], *, experiment: str, tracking_uri: str | None = None,
+                     run_name: str | None = None, fitted_run_id: str | None = None) -> str:
+    """Log a fitted model's confirmation on new data (decision, sample, bounds) to a run; returns its id."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id, created = _target_run(client, tracking_uri, experiment, run_name)
+    now = int(time.time() * 1000)
+    metrics = [Metric(metric_key("confirmation", k), v, now, 0)
+               for k, v in ((k, _finite(v)) for k, v in stats.items() if not isinstance(v, (list, str)))
+               if v is not None]
+    tags = [RunTag("smart.confirmation.decision", str(stats.get("decision"))),
+            RunTag("smart.confirmation.failing_models", ",".join(stats.get("failing_models") or []) or "none")]
+    if fitted_run_id:
+        tags.append(RunTag("smart.fitted_run_id", fitted_run_id))
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+    client.log_dict(run_id, stats, "smart/confirmation.json")
+    if created:
+        client.set_terminated(run_id)
+    return run_id

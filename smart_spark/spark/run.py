@@ -1,0 +1,62 @@
+"""``SmartRun``: what a fit measured and decided, as the summaries and MLflow show it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SmartRun:
+    """Driver-side record of one fit (plain data; the MLflow logger and summaries read it)."""
+
+    plan: Any
+    profile: Any
+    n_rows: int
+    n_valid: int
+    pool_size: int
+    profiling_seconds: float
+    progress: list[dict] = field(default_factory=list)
+    mlflow_run_id: str | None = None
+    mlflow_tracking_uri: str | None = None
+    output_col: str = "prediction"
+    reference: str = ""
+    #: USD the fit paid (profiling answers bought now; answers reused from the store cost nothing).
+    fit_paid: float = 0.0
+    #: Profiling answers reused from the answer store instead of paid.
+    fit_reused: int = 0
+    profiled_keys: frozenset = frozenset()
+    consumed_keys: frozenset = frozenset()
+    #: Rows whose prompt exceeds maxPromptChars (truncated, errored or failing per oversizePolicy).
+    oversize_rows: int = 0
+
+    @property
+    def reference_unit_cost(self) -> float:
+        value = self.plan.unit_costs.get(self.reference, 0.0) or 0.0
+        return float(value) if value == value else 0.0
+
+    @property
+    def reference_only_cost(self) -> float:
+        """Estimated USD for the reference on every valid row."""
+        return self.reference_unit_cost * self.n_valid
+
+    @property
+    def expected_cost(self) -> float:
+        """Profiling spend plus the plan's expected spend on the remaining rows."""
+        return float(self.profile.spent) + float(self.plan.expected_cost)
+
+    def summary(self) -> str:
+        ref = self.reference_only_cost
+        lines = [
+            f"SMART run: {self.n_rows} rows ({self.n_valid} with text), sample of {self.pool_size}, "
+            f"profiling {self.profiling_seconds:.1f}s (paid now ${self.fit_paid:.4f}, "
+            f"{self.fit_reused} answers reused from the answer store)",
+            self.profile.summary(),
+            self.plan.summary(),
+            f"  expected total ${self.expected_cost:.4f} (profiling ${self.profile.spent:.4f}) "
+            f"vs reference on all rows ${ref:.4f}"
+            + (f" -> {ref / self.expected_cost:.1f}x cheaper" if self.expected_cost > 0 else ""),
+        ]
+        if self.mlflow_run_id:
+            lines.append(f"  MLflow run {self.mlflow_run_id}")
+        return "\n".join(lines)

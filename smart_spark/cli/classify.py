@@ -5,6 +5,8 @@
         --labels positive,negative --prompt-file prompt.txt --output out/
     smart-spark-classify --input my.csv --stand-in             # try the job on your data with SIMULATED answers
     smart-spark-classify --config conf/job_example.yaml --target 0.95
+    smart-spark-classify ... --answers-path store/ --save-model model/      # weekly: fit, save, apply
+    smart-spark-classify ... --answers-path store/ --load-model model/      # daily: confirm the saved plan, apply
     python -m jobs.classify ...  /  spark-submit jobs/classify.py ...   (same job)
 
 Reads Parquet / CSV / JSON (by extension or ``--input-format``; Delta when the
@@ -59,6 +61,7 @@ def make_classifier(config: dict[str, Any], catalogue):
         mlflowLogging=config["mlflow"].get("logging") or "auto",
         mlflowExperiment=config["mlflow"].get("experiment") or "smart_spark",
         mlflowTrackingUri=config["mlflow"].get("tracking_uri"), mlflowRunName=config["mlflow"].get("run_name"),
+        answersPath=config["answers_path"],
     )
     try:
         clf = SmartLLMClassifier(**{k: v for k, v in kwargs.items() if v is not None})
@@ -192,14 +195,44 @@ def run(config: dict[str, Any]) -> dict[str, Any] | None:
             raise JobError(_one_line(exc)) from None
         out_col = config["output_col"]
         check_output_columns(config, [*df.columns, out_col, out_col + "_model", out_col + "_cost", out_col + "_error"])
-        out = df.transform(clf)  # profiling pays here
-        check_profiling(clf.lastRun)
+        fitted = fitted_model(clf, df, catalogue, config)  # profiling (or the confirmation) pays here
+        out = fitted.transform(df)
+        check_profiling(fitted.appliedRun)
         write_output(out, config)  # the apply phase pays here
         written = spark.read.format(config["output_format"]).load(config["output"])
-        summary = summarize(clf, written, config)
+        summary = summarize(fitted, written, config)
     print(format_summary(summary), flush=True)
     check_error_rate(summary["rows_with_text"], summary["failed"], config["max_error_rate"], config["output"])
     return summary
+
+
+def fitted_model(clf, df, catalogue, config: dict[str, Any]):
+    """Fit on ``df`` (and save when asked), or load the saved model to apply to ``df``.
+
+    A loaded model keeps its plan, labels and prompt (a mismatch with today's
+    config is a ConfigurationError) but calls today's catalogue endpoints and
+    answer store, so a daily job can move providers' URLs and keys freely.
+    """
+    from smart_spark.spark.model import SmartLLMClassifierModel
+    from smart_spark.tracking.models import load_model
+
+    source = config["load_model"]
+    if source is None:
+        model = clf.fit(df)
+        if config["save_model"]:
+            model.write().overwrite().save(config["save_model"])
+            print(f"fitted model saved to {config['save_model']}", flush=True)
+        return model
+    if source.startswith("runs:/"):
+        model = load_model(source, tracking_uri=config["mlflow"].get("tracking_uri"))
+    else:
+        model = SmartLLMClassifierModel.load(source)
+    model._set(models=catalogue)
+    for name in ("answersPath", "maxErrorRate"):
+        if clf.isSet(clf.getParam(name)):
+            model._set(**{name: clf.getOrDefault(name)})
+    print(f"fitted model loaded from {source}", flush=True)
+    return model
 
 
 def _nothing_to_do(config: dict[str, Any]) -> None:

@@ -55,6 +55,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_profile": 1000,
     "spend_cap": None,
     "max_error_rate": 0.01,
+    "answers_path": None,
+    "save_model": None,
+    "load_model": None,
     "concurrency": None,
     "batch_size": 512,
     "timeout": 30.0,
@@ -166,6 +169,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--spend-cap", type=float, help="USD for the whole run")
     p.add_argument("--max-error-rate", type=float,
                    help="share of rows with text allowed to end without an answer before the job fails (exit 5)")
+    p.add_argument("--answers-path", help="answer store folder (local, dbfs:/, s3a://, abfss://...): "
+                   "every answer paid once, across reruns")
+    fitted = p.add_mutually_exclusive_group()
+    fitted.add_argument("--save-model", help="fit, save the fitted model here, then apply it")
+    fitted.add_argument("--load-model", help="apply a saved model (a path, or runs:/<MLflow run id>) instead of "
+                        "fitting; its plan is confirmed on the new rows first")
     p.add_argument("--text-col")
     p.add_argument("--id-col")
     p.add_argument("--output-col")
@@ -182,7 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def apply_overrides(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     simple = ["input", "input_format", "output", "output_format", "mode", "catalogue", "reference_model", "target",
               "confidence", "method", "seed", "max_profile", "spend_cap", "max_error_rate", "text_col", "id_col",
-              "output_col", "prompt_template", "system_prompt"]
+              "output_col", "prompt_template", "system_prompt", "answers_path", "save_model", "load_model"]
     for key in simple:
         value = getattr(args, key)
         if value is not None:

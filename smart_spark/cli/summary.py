@@ -62,10 +62,10 @@ def check_error_rate(valid: int, failed: int, max_error_rate: float, output: str
         )
 
 
-def summarize(clf, written, config: dict[str, Any]) -> dict[str, Any]:
-    run = clf.lastRun
+def summarize(model, written, config: dict[str, Any]) -> dict[str, Any]:
+    run = model.appliedRun
     plan, profile = run.plan, run.profile
-    figures = clf.summarize(written)
+    figures = model.summarize(written)
     valid, unanswered, failed = count_unanswered(written, config["output_col"])
     expected = 0.0
     for m, f in plan.fractions.items():
@@ -99,7 +99,8 @@ def format_summary(s: dict[str, Any]) -> str:
     lines += [
         f"rows                 {s['rows']} ({s['null_predictions']} without a prediction, {unanswered} of them "
         f"unanswered: {s['failed']} failed calls, {unanswered - s['failed']} stopped by the spend cap)",
-        f"realised spend       ${s['spend']:.4f} (sum of the cost column)",
+        f"realised spend       ${s['spend'] + s.get('fit_paid', 0.0):.4f} (fit ${s.get('fit_paid', 0.0):.4f}, "
+        f"apply ${s['spend']:.4f}: the cost column, what this write paid)",
     ]
     if s.get("reference_only_cost"):
         lines.append(f"reference-only est.  ${s['reference_only_cost']:.4f}")

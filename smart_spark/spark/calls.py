@@ -62,7 +62,7 @@ class PayingCaller:
                     to_call.setdefault((model, prompt), []).append(j)
                     key_of[(model, prompt)] = key
         if to_call:
-            paid = asyncio.run(self._call_all([(m, p, key_of[(m, p)]) for m, p in to_call]))
+            paid = _run_coroutine(self._call_all([(m, p, key_of[(m, p)]) for m, p in to_call]))
             for (model, prompt), answer in zip(to_call, paid):
                 first, *copies = to_call[(model, prompt)]
                 out[model][first] = answer
@@ -123,6 +123,23 @@ class PayingCaller:
             prompt_tokens=int(result.prompt_tokens), completion_tokens=int(result.completion_tokens),
             cost=float(result.cost or 0.0), paid_at=time.time(), writer=_writer_name(),
         ))
+
+
+def _run_coroutine(coro: Any) -> Any:
+    """``asyncio.run`` that also works where this thread already runs an event loop.
+
+    Jupyter and Databricks notebooks run one in the driver's main thread, where
+    ``asyncio.run`` refuses to start; there the coroutine runs on a fresh loop in
+    a short-lived helper thread instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-calls") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _writer_name() -> str:

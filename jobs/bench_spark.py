@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SIMULATION = ROOT / "conf" / "simulated_models.yaml"
 TASKS = 2
 TEXT_FORMAT = "bench item %07d: is this clause overruling?"
 
@@ -122,20 +123,29 @@ def _parse(argv):
     return args
 
 
+def _simulation(latency: float) -> dict:
+    """The simulated task of ``conf/simulated_models.yaml``, every model answering after ``latency`` seconds."""
+    import yaml
+
+    section = yaml.safe_load(SIMULATION.read_text())["simulation"]
+    for model in section["models"].values():
+        model["latency_s"] = latency
+    return section
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+    sys.path[:0] = [str(ROOT)]
 
     from pyspark.sql import Observation, SparkSession
     from pyspark.sql import functions as F
 
-    import conftest as fixtures
-    from smart_spark import SmartLLMClassifier
+    from smart_spark import ModelCatalogue, SmartLLMClassifier
     from smart_spark.llm.ratelimit import set_spark_rate_share, tasks_at_once
-    from smart_spark.testing import StandInServer
+    from smart_spark.testing import SimulatedBackend, StandInServer, with_base_url
     from smart_spark.testing.batch_api import BatchConfig
 
     if args.mode == "batch" and not SmartLLMClassifier().hasParam("executionMode"):
@@ -147,6 +157,7 @@ def main(argv=None) -> int:
         )
         return 2
 
+    simulation = _simulation(args.latency)
     spark = (SparkSession.builder.master(f"local[{TASKS}]").config("spark.sql.shuffle.partitions", str(TASKS))
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
@@ -154,12 +165,12 @@ def main(argv=None) -> int:
     if args.rpm:
         ideal = min(ideal, args.rpm / 60.0)
     if args.tpm:
-        ideal = min(ideal, args.tpm / 60.0 / _tokens_per_request(SmartLLMClassifier(), fixtures.SIM_LABELS))
+        ideal = min(ideal, args.tpm / 60.0 / _tokens_per_request(SmartLLMClassifier(), simulation["labels"]))
 
-    backend = fixtures.simulated_backend(latency_s=args.latency)
+    backend = SimulatedBackend.from_dict(simulation)
     batch = BatchConfig(completion_delay_s=args.batch_delay)
     with PeakRss() as memory, StandInServer(backend, rpm=args.rpm, tpm=args.tpm, batch=batch) as server:
-        catalogue = fixtures.simulated_catalogue(server.base_url, api_key_env=None)
+        catalogue = with_base_url(ModelCatalogue.from_yaml(SIMULATION), server.base_url)
         catalogue = type(catalogue)(tuple(
             dataclasses.replace(spec, rpm=args.rpm, tpm=args.tpm, batch_discount=0.5) for spec in catalogue
         ))
@@ -176,7 +187,7 @@ def main(argv=None) -> int:
             elif SmartLLMClassifier().hasParam("answersPath"):
                 options = dict(answersPath=answers)
             clf = SmartLLMClassifier(
-                idCol="id", labels=fixtures.SIM_LABELS, models=catalogue, referenceModel="gpt-4",
+                idCol="id", labels=simulation["labels"], models=catalogue, referenceModel="gpt-4",
                 accuracyTarget=0.85, method="single", concurrency=args.concurrency, mlflowLogging="never",
                 batchSize=1024, **options,
             )
@@ -235,7 +246,7 @@ def main(argv=None) -> int:
                       f"{equal} of {args.rows} answers equal")
 
             if args.baseline_rows:
-                _baseline(spark, df, catalogue, fixtures.SIM_LABELS, args, rate)
+                _baseline(spark, df, catalogue, simulation["labels"], args, rate)
     spark.stop()
     fields["peak_driver_rss_mb"] = f"{memory.peak_bytes / 2**20:.0f}"
     print("RESULT " + " ".join(f"{key}={value}" for key, value in fields.items()), flush=True)

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def run_once(spark, server, df, catalogue, target: float, seed: int, **params) -
     from smart_spark.llm.labels import agreement_key, normalise_label
 
     server.reset_counters()
+    # Each run pays from scratch in its own answer store: the application-scoped default would let a
+    # later seed reuse an earlier seed's answers and look cheaper than it is.
+    params.setdefault("answersPath", tempfile.mkdtemp(prefix="smart-overruling-answers-"))
     clf = SmartLLMClassifier(
         textCol="query", idCol="row_id", labels=LABELS, promptTemplate="{text}", models=catalogue,
         referenceModel="gpt-4", accuracyTarget=target, confidence=0.95, seed=seed, mlflowLogging="never",

@@ -142,6 +142,15 @@ class ModelSpec:
         """The key from the environment at call time (never stored on the spec)."""
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
+    def required_api_key(self) -> str | None:
+        """:meth:`api_key`, or a RuntimeError naming the variable when the entry names one that is unset."""
+        key = self.api_key()
+        if self.api_key_env and not key:
+            raise RuntimeError(
+                f"model {self.name!r}: environment variable {self.api_key_env} (its api_key_env) is not set"
+            )
+        return key
+
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> "ModelSpec":
         """Build from a YAML/JSON entry; prices per 1M, per 1K or per token."""

@@ -225,11 +225,7 @@ class BatchClient:
         endpoint = (spec.base_url, spec.api_key_env)
         client = self._sdk.get(endpoint)
         if client is None:
-            key = spec.api_key()
-            if spec.api_key_env and not key:
-                raise RuntimeError(
-                    f"model {spec.name!r}: environment variable {spec.api_key_env} (its api_key_env) is not set"
-                )
+            key = spec.required_api_key()
             # No SDK retries: a retried batches.create could pay for a batch twice;
             # _submit looks the batch up by its fingerprint instead.
             client = openai.OpenAI(

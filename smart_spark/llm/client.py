@@ -222,11 +222,7 @@ class LLMClient:
         endpoint = (spec.base_url, spec.api_key_env)
         client = self._sdk_clients.get(endpoint)
         if client is None:
-            key = spec.api_key()
-            if spec.api_key_env and not key:
-                raise RuntimeError(
-                    f"model {spec.name!r}: environment variable {spec.api_key_env} (its api_key_env) is not set"
-                )
+            key = spec.required_api_key()
             client = openai.AsyncOpenAI(
                 api_key=key or PLACEHOLDER_API_KEY,
                 base_url=spec.base_url,

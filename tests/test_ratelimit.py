@@ -210,7 +210,7 @@ def test_injected_retry_after_holds_the_shared_limiter():
 
 def test_spark_tasks_pace_to_the_share_the_driver_sets(spark):
     """The driver sets 1 / tasks at once as a job property; a client built inside each task reads it."""
-    from smart_spark.llm.ratelimit import set_spark_rate_share, tasks_at_once
+    from smart_spark.llm.ratelimit import job_rate_share, set_spark_rate_share, tasks_at_once
 
     catalogue_yaml = _catalogue("http://127.0.0.1:9/v1", rpm=600).to_yaml()
     df = spark.range(0, 4, numPartitions=2)
@@ -231,6 +231,7 @@ def test_spark_tasks_pace_to_the_share_the_driver_sets(spark):
     sc = spark.sparkContext
     n = tasks_at_once(sc, df.rdd.getNumPartitions())
     assert n == 2
+    assert job_rate_share(df) == 0.5  # what the operator ships to its tasks in the ApplySpec
     assert set_spark_rate_share(sc, n) == 0.5
     try:
         assert {row.share for row in df.mapInPandas(shares, "share double").collect()} == {0.5}
@@ -261,3 +262,54 @@ def test_declared_tpm_paces_by_the_tokens_the_server_counts():
             elapsed = time.perf_counter() - started
     assert all(r.ok for r in results) and server.rate_limited() == {}
     assert elapsed >= 2.5  # 4 calls of 17 tokens at 20 tokens/s, after a small initial bucket
+
+
+class _ConnectConf:
+    def __init__(self, values):
+        self.values = values
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+
+def _connect_frame(conf):
+    """A stand-in for a Spark Connect DataFrame: no SparkContext, only the session's conf."""
+    session = type("SparkSession", (), {"conf": _ConnectConf(conf)})()
+    frame_class = type("DataFrame", (), {"__module__": "pyspark.sql.connect.dataframe"})
+    frame = frame_class()
+    frame.sparkSession = session
+    return frame
+
+
+@pytest.mark.parametrize("conf, share", [
+    ({"spark.default.parallelism": "8"}, 1 / 8),
+    ({"spark.master": "local[4]", "spark.task.cpus": "2"}, 1 / 2),
+    ({"spark.executor.instances": "3", "spark.executor.cores": "4"}, 1 / 12),
+    ({"spark.smart_spark.tasksAtOnce": "5", "spark.default.parallelism": "8"}, 1 / 5),
+    ({}, 1.0),
+])
+def test_the_share_under_spark_connect_comes_from_the_sessions_conf(conf, share):
+    from smart_spark.llm.ratelimit import job_rate_share
+
+    assert job_rate_share(_connect_frame(conf)) == pytest.approx(share)
+
+
+def test_a_bad_tasks_at_once_conf_is_a_configuration_error():
+    from smart_spark.errors import ConfigurationError
+    from smart_spark.llm.ratelimit import job_rate_share
+
+    with pytest.raises(ConfigurationError, match="spark.smart_spark.tasksAtOnce"):
+        job_rate_share(_connect_frame({"spark.smart_spark.tasksAtOnce": "0"}))
+
+
+def test_the_apply_phase_client_paces_to_the_shipped_share_and_is_not_reused_across_shares():
+    from smart_spark.spark.apply import ApplySpec, client_for
+    from smart_spark.spark.params import catalogue_yaml
+
+    catalogue = _catalogue("http://127.0.0.1:9/v1", rpm=600)
+    base = dict(plan_json="{}", catalogue_yaml=catalogue_yaml(catalogue), labels=("Yes", "No"), prompt_template="{text}")
+    half, quarter = ApplySpec(**base, rate_share=0.5), ApplySpec(**base, rate_share=0.25)
+    assert half.client_key() != quarter.client_key()
+    assert client_for(half).limiter(MODEL).share == 0.5
+    assert client_for(quarter).limiter(MODEL).share == 0.25
+    assert client_for(half).limiter(MODEL).rpm == 600  # the declared limit reaches the executors' catalogue

@@ -144,6 +144,8 @@ class BatchClient:
         self.max_lines = max_lines
         self.timeout = timeout
         self.spent = 0.0
+        #: Keys whose batch was still running when the wait ended (their answers may still come: do not re-buy).
+        self.pending: set[str] = set()
         #: Ids of the batches this client created (not the resumed ones).
         self.submitted: list[str] = []
         self._sdk: dict[tuple[str | None, str | None], openai.OpenAI] = {}
@@ -283,8 +285,11 @@ class BatchClient:
         return None
 
     def _wait(self, spec: ModelSpec, waiting: list[_Submitted]) -> None:
+        """Poll until every batch ended or ``max_wait_s``; pauses grow from 1 s to ``poll_interval_s``
+        (a short batch is not kept waiting for a long poll, a 24-hour one is not polled every second)."""
         sdk = self._client(spec)
         deadline = time.monotonic() + self.max_wait_s
+        pause = min(1.0, self.poll_interval_s)
         while True:
             for submitted in waiting:
                 if submitted.status not in _TERMINAL_STATUSES:
@@ -296,9 +301,11 @@ class BatchClient:
                         log.warning("batch %s of %s is not known to the provider", submitted.batch_id, spec.name)
                     except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
                         log.warning("polling batch %s: %s (will poll again)", submitted.batch_id, _describe(exc))
-            if all(s.status in _TERMINAL_STATUSES for s in waiting) or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if all(s.status in _TERMINAL_STATUSES for s in waiting) or left <= 0:
                 return
-            time.sleep(self.poll_interval_s)
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, self.poll_interval_s)
 
     def _collect(
         self, spec: ModelSpec, submitted: _Submitted, results: dict[str, CallResult], failed: dict[str, str]
@@ -311,6 +318,7 @@ class BatchClient:
             )
             for key in submitted.keys:
                 results[key] = CallResult(spec.name, None, None, 0, 0, 0.0, reason, 0)
+            self.pending.update(submitted.keys)
             return
         if status in _FAILED_STATUSES:
             reason = f"batch {batch_id} {status}: {_batch_errors(submitted.batch)}"

@@ -27,20 +27,26 @@ every response):
   (at most one interval of the account's rate);
 * a 429's ``Retry-After``: nothing is sent for that long.
 
-The share reaches the Spark tasks as a local property of the job
-(:func:`set_spark_rate_share` on the driver, in the thread that runs the
-action; :func:`spark_task_share` in the task), so every client built in a
-task paces itself without the share being threaded through each layer.
+The operator computes the share on the driver (:func:`job_rate_share`) and
+ships it to the tasks inside its ``ApplySpec`` (part of the cached client's
+key, so a later job with another share never reuses a client paced for the
+first). Code that builds its own clients in Spark tasks can instead set it as
+a local property of the job (:func:`set_spark_rate_share` on the driver, in
+the thread that runs the action; :func:`spark_task_share` in the task).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import os
 import re
 import threading
 import time
 from typing import Any, Callable, Mapping
+
+log = logging.getLogger(__name__)
 
 #: Seconds of paced traffic a bucket may accumulate while idle.
 DEFAULT_BURST_S = 0.1
@@ -49,6 +55,9 @@ _MAX_HEADER_HOLD_S = 1.0
 
 #: Spark local property carrying ``1 / tasks running at once`` to the tasks of a job.
 RATE_SHARE_PROPERTY = "smart_spark.rateShare"
+#: Spark conf stating how many apply tasks run at once (overrides what Spark reports; needed on some
+#: Spark Connect services, whose conf names no cluster size).
+TASKS_AT_ONCE_CONF = "spark.smart_spark.tasksAtOnce"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -89,6 +98,61 @@ def tasks_at_once(spark_context: Any, partitions: int) -> int:
     cpus_per_task = int(spark_context.getConf().get("spark.task.cpus", "1"))
     slots = max(int(spark_context.defaultParallelism) // max(cpus_per_task, 1), 1)
     return max(min(partitions, slots), 1)
+
+
+def job_rate_share(dataset: Any) -> float:
+    """Driver side: the share of an account limit each task applying ``dataset`` may use.
+
+    ``1 / tasks running at once``: the Spark conf :data:`TASKS_AT_ONCE_CONF` when set; on
+    classic Spark, the dataset's partitions capped by the task slots; on Spark Connect (no
+    SparkContext) the slots the session's conf names (``spark.default.parallelism``,
+    ``local[N]``, executors x cores). When nothing tells, 1 with a warning: the tasks then
+    rely on the provider's 429s and rate-limit headers.
+    """
+    spark = dataset.sparkSession
+    stated = _conf(spark, TASKS_AT_ONCE_CONF)
+    if stated is not None:
+        try:
+            tasks = int(stated)
+        except ValueError:
+            tasks = 0
+        if tasks < 1:
+            from smart_spark.errors import ConfigurationError
+
+            raise ConfigurationError(f"{TASKS_AT_ONCE_CONF} must be an integer >= 1, got {stated!r}")
+        return 1.0 / tasks
+    if not type(dataset).__module__.startswith("pyspark.sql.connect"):
+        return 1.0 / tasks_at_once(spark.sparkContext, dataset.rdd.getNumPartitions())
+    slots = _slots_from_conf(spark)
+    if slots is None:
+        log.warning("rate limits: cannot tell how many tasks run at once on this Spark Connect session; each task "
+                    "paces itself to the whole rpm / tpm (set %s to the cluster's task slots)", TASKS_AT_ONCE_CONF)
+        return 1.0
+    return 1.0 / slots
+
+
+def _conf(spark: Any, key: str) -> str | None:
+    try:
+        value = spark.conf.get(key, None)
+    except Exception:  # Spark Connect may refuse to read some confs
+        return None
+    return str(value) if value not in (None, "") else None
+
+
+def _slots_from_conf(spark: Any) -> int | None:
+    """Task slots from the session's conf alone (what Spark Connect can read)."""
+    cpus_per_task = int(_conf(spark, "spark.task.cpus") or 1)
+    parallelism = _conf(spark, "spark.default.parallelism")
+    if parallelism and parallelism.isdigit():
+        return max(int(parallelism) // max(cpus_per_task, 1), 1)
+    match = re.fullmatch(r"local\[(\d+|\*)(?:,\s*\d+)?\]", _conf(spark, "spark.master") or "")
+    if match:
+        cores = (os.cpu_count() or 1) if match.group(1) == "*" else int(match.group(1))
+        return max(cores // max(cpus_per_task, 1), 1)
+    executors, cores = _conf(spark, "spark.executor.instances"), _conf(spark, "spark.executor.cores")
+    if executors and cores and executors.isdigit() and cores.isdigit():
+        return max(int(executors) * int(cores) // max(cpus_per_task, 1), 1)
+    return None
 
 
 def spark_task_share() -> float | None:

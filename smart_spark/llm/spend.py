@@ -47,13 +47,14 @@ class SpendBudget:
         """USD actually charged by settled calls."""
         return self._committed
 
-    def worst_case(self, model: str, prompt: str) -> float:
+    def worst_case(self, model: str, prompt: str, price_factor: float = 1.0) -> float:
+        """``price_factor``: the share of the on-line price the call pays (a Batch API line: ``batch_discount``)."""
         spec = self._catalogue[model]
-        return spec.cost(estimated_prompt_tokens(prompt, self._system_prompt), self._max_tokens)
+        return spec.cost(estimated_prompt_tokens(prompt, self._system_prompt), self._max_tokens) * price_factor
 
-    def reserve(self, model: str, prompt: str) -> float | None:
+    def reserve(self, model: str, prompt: str, price_factor: float = 1.0) -> float | None:
         """Set aside the worst case of one call; None when it no longer fits (do not call)."""
-        cost = self.worst_case(model, prompt)
+        cost = self.worst_case(model, prompt, price_factor)
         with self._lock:
             if self._committed + self._reserved + cost > self.limit + 1e-15:
                 return None

@@ -73,6 +73,13 @@ class ApplySpec:
     max_error_rate: float = 1.0
     max_prompt_chars: int | None = None
     oversize_policy: str = "truncate"
+    #: "online" (concurrent calls) or "batch" (the provider's Batch API, one batch per model and partition).
+    execution_mode: str = "online"
+    #: This task's share of each model's rpm / tpm (1 / tasks running at once); None: the client's own default.
+    rate_share: float | None = None
+    #: Batch mode: longest pause between two polls of a batch, and how long a task waits for its batches.
+    batch_poll_s: float = 30.0
+    batch_max_wait_s: float = 25 * 3600.0
 
     def prompt(self, text: str) -> str | None:
         """The row's prompt; None when it is oversized and the policy is not "truncate"."""
@@ -86,8 +93,9 @@ class ApplySpec:
         return render_prompt(self.prompt_template, text[:room], self.labels)
 
     def client_key(self) -> str:
+        """Identifies the cached client: two jobs with another rate share (or any other setting) never share one."""
         blob = json.dumps([self.catalogue_yaml, list(self.labels), self.system_prompt, self.max_tokens,
-                           self.timeout, self.max_retries, self.concurrency])
+                           self.timeout, self.max_retries, self.concurrency, self.rate_share])
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def catalogue(self):
@@ -108,6 +116,8 @@ class Answer:
     paid: bool
     #: USD this call spent (0 when reused; failed calls may be charged too).
     spent: float = 0.0
+    #: True when the answer is still coming (its provider batch outlived the wait): not a failure, not escalated.
+    pending: bool = False
 
 
 @dataclass
@@ -178,6 +188,7 @@ def client_for(spec: ApplySpec):
             client = _CLIENTS[key] = LLMClient(
                 spec.catalogue(), list(spec.labels), max_tokens=spec.max_tokens, timeout=spec.timeout,
                 max_retries=spec.max_retries, concurrency=spec.concurrency, system_prompt=spec.system_prompt,
+                rate_share=spec.rate_share,
             )
     return client
 
@@ -214,9 +225,15 @@ def process_batch(
     leaders, followers, chains, prior = _triage(spec, plan, keys, texts, outcomes)
     if leaders:
         store = open_store(spec.answers_path) if spec.answers_path else None
-        caller = PayingCaller(spec, client if client is not None else client_for(spec),
+        caller_class = PayingCaller
+        if spec.execution_mode == "batch":
+            from smart_spark.spark.batch_calls import BatchPayingCaller as caller_class
+        caller = caller_class(spec, client if client is not None else client_for(spec),
                               budget=_batch_budget(spec, leaders), store=store)
-        _answer(spec, plan.reference, caller, texts, leaders, chains, prior, outcomes)
+        try:
+            _answer(spec, plan.reference, caller, texts, leaders, chains, prior, outcomes)
+        finally:
+            caller.close()
     for i, leader in followers:
         copy = outcomes[leader]
         outcomes[i] = Outcome(copy.prediction, copy.model, 0.0, copy.error, False)
@@ -303,6 +320,9 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
                 outcomes[i].cost += answer.spent
                 if answer.error is None:
                     outcomes[i].take(answer)
+                    continue
+                if answer.pending:  # its batch may still answer: escalating would pay twice
+                    outcomes[i].model, outcomes[i].prediction, outcomes[i].error = model, None, answer.error
                     continue
                 failures.setdefault(i, []).append(f"{model}: {answer.error}")
                 step[i] += 1

@@ -62,13 +62,16 @@ class PayingCaller:
                     to_call.setdefault((model, prompt), []).append(j)
                     key_of[(model, prompt)] = key
         if to_call:
-            paid = _run_coroutine(self._call_all([(m, p, key_of[(m, p)]) for m, p in to_call]))
+            paid = self._pay([(m, p, key_of[(m, p)]) for m, p in to_call])
             for (model, prompt), answer in zip(to_call, paid):
                 first, *copies = to_call[(model, prompt)]
                 out[model][first] = answer
                 for j in copies:
                     out[model][j] = Answer(model, answer.label, answer.raw, answer.cost, answer.error, False)
         return {m: list(a) for m, a in out.items()}  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Release what this caller opened itself (the on-line client is the worker's, cached)."""
 
     def key(self, model: str, prompt: str) -> str | None:
         if self.store is None:
@@ -88,6 +91,10 @@ class PayingCaller:
 
         label = normalise_label(stored.raw, self.spec.labels) if stored.raw is not None else stored.label
         return Answer(model, label, stored.raw, float(stored.cost), None, False)
+
+    def _pay(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
+        """Buy an answer for each ``(model, prompt, store key)``, in order (on-line, concurrently)."""
+        return _run_coroutine(self._call_all(calls))
 
     async def _call_all(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
         with contextlib.ExitStack() as stack:

@@ -87,6 +87,7 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
         maxPromptChars: int | None = None,
         oversizePolicy: str = "truncate",
         onDrift: str = "refit",
+        executionMode: str = "online",
     ) -> None:
         super().__init__()
         self._last_model: SmartLLMClassifierModel | None = None
@@ -127,6 +128,7 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
         maxPromptChars: int | None = None,
         oversizePolicy: str = "truncate",
         onDrift: str = "refit",
+        executionMode: str = "online",
     ) -> "SmartLLMClassifier":
         """Set several params at once (keyword arguments only; None leaves a param as it is)."""
         kwargs = self._input_kwargs

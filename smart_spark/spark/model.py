@@ -118,7 +118,8 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         keyed = self.keyed(dataset)
         state = self._state_for(dataset, keyed, store)
         spec = self.applySpec(catalogue, state.plan_json, profiled=state.profiled,
-                              row_budget=self._row_budget(), answers_path=answers_path)
+                              row_budget=self._row_budget(), answers_path=answers_path,
+                              rate_share=_rate_share(catalogue, keyed))
         apply_udf = F.pandas_udf(_make_apply(_ship(dataset.sparkSession, spec), self.getBatchSize()),
                                  RESULT_DDL).asNondeterministic()
         result = F.col(sampling.RESULT_COL)
@@ -291,14 +292,45 @@ def _ship(spark, spec):
     return spark.sparkContext.broadcast(spec)
 
 
+def _rate_share(catalogue, keyed: DataFrame) -> float | None:
+    """Each apply task's share of the models' declared rpm / tpm (None when no model declares one)."""
+    if not any(spec.rpm or spec.tpm for spec in catalogue):
+        return None
+    from smart_spark.llm.ratelimit import job_rate_share
+
+    share = job_rate_share(keyed)
+    logger.info("SMART apply: each task paces itself to %.4g of every model's rpm / tpm", share)
+    return share
+
+
 def _make_apply(shipped, batch_size: int):
-    """The pandas UDF body (one call per task); ``shipped`` is the ApplySpec or a Broadcast of it."""
+    """The pandas UDF body (one call per task); ``shipped`` is the ApplySpec or a Broadcast of it.
+
+    On-line, each Arrow batch is answered in pieces of ``batch_size`` rows. In batch
+    mode the task's whole partition is answered at once (one provider batch per model
+    instead of one wait per piece), then handed back in the Arrow batches it came in.
+    """
 
     def SMART_apply(batches):  # noqa: N802 - the name shows in Spark plans
         from smart_spark.spark.apply import ErrorRateGuard, process_batch
 
         spec = shipped.value if hasattr(shipped, "value") else shipped
         guard = ErrorRateGuard(spec)
+        if spec.execution_mode == "batch":
+            sizes, keys, texts = [], [], []
+            for batch_keys, batch_texts in batches:
+                sizes.append(len(batch_keys))
+                keys += batch_keys.tolist()
+                texts += batch_texts.tolist()
+            frame = process_batch(spec, keys, texts) if keys else None
+            start = 0
+            for size in sizes:
+                piece = frame.iloc[start : start + size].reset_index(drop=True)
+                start += size
+                guard.add(piece)
+                yield piece
+            guard.check()
+            return
         for keys, texts in batches:
             keys, texts = keys.tolist(), texts.tolist()
             for k in range(0, len(keys), batch_size):

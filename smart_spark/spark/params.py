@@ -21,6 +21,7 @@ METHODS = ("reference", "single", "single-early-stop", "mix")
 MLFLOW_MODES = ("auto", "always", "never")
 OVERSIZE_POLICIES = ("truncate", "error", "fail")
 DRIFT_POLICIES = ("refit", "fail")
+EXECUTION_MODES = ("online", "batch")
 #: Columns added next to ``outputCol``.
 OUTPUT_SUFFIXES = ("_model", "_cost", "_error", "_paid")
 
@@ -109,6 +110,17 @@ def _choice(name: str, choices: tuple[str, ...]):
     return convert
 
 
+def _configuration_choice(name: str, choices: tuple[str, ...]):
+    """Like :func:`_choice`, but a :class:`ConfigurationError` (exit code 2) naming the param and its values."""
+
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigurationError(f"{name} must be one of {list(choices)}, got {value!r}")
+        return value
+
+    return convert
+
+
 def _string(name: str, *, non_empty: bool = True):
     def convert(value: Any) -> str:
         if not isinstance(value, str):
@@ -183,6 +195,9 @@ def catalogue_yaml(catalogue: ModelCatalogue) -> str:
             "base_url": spec.base_url,
             "api_key_env": spec.api_key_env,
             "max_concurrency": spec.max_concurrency,
+            "rpm": spec.rpm,
+            "tpm": spec.tpm,
+            "batch_discount": spec.batch_discount,
         }
         entries.append({k: v for k, v in entry.items() if v is not None})
     return yaml.safe_dump({"models": entries}, sort_keys=False)
@@ -284,6 +299,11 @@ class SmartParams(Params):
                     "a fitted model applied to new data confirms its plan on a sample first; when the "
                     "confirmation fails: 'refit' (profile the new data and plan again) or 'fail' (DriftError)",
                     typeConverter=_choice("onDrift", DRIFT_POLICIES))
+    executionMode = Param(Params._dummy(), "executionMode",
+                          "how the apply phase calls the models: 'online' (concurrent Chat Completions calls) or "
+                          "'batch' (the provider's Batch API at the catalogue's batch_discount, answers within "
+                          "24 h; for scheduled ETL). Profiling is always on-line",
+                          typeConverter=_configuration_choice("executionMode", EXECUTION_MODES))
 
     def __init__(self) -> None:
         super().__init__()
@@ -315,6 +335,7 @@ class SmartParams(Params):
             maxPromptChars=None,
             oversizePolicy="truncate",
             onDrift="refit",
+            executionMode="online",
         )
 
 
@@ -560,6 +581,14 @@ class SmartParams(Params):
         """Sets the value of :py:attr:`onDrift`."""
         return self._set(onDrift=value)
 
+    def getExecutionMode(self) -> str:
+        """Gets the value of executionMode or its default."""
+        return self.getOrDefault(self.executionMode)
+
+    def setExecutionMode(self, value: str) -> "SmartParams":
+        """Sets the value of :py:attr:`executionMode`."""
+        return self._set(executionMode=value)
+
     # ------------------------------------------------------ derived views
     def catalogue(self) -> ModelCatalogue:
         import yaml
@@ -648,7 +677,7 @@ class SmartParams(Params):
         }
 
     def applySpec(self, catalogue: ModelCatalogue, plan_json: str, profiled=None, row_budget=None,
-                  answers_path: str | None = None):
+                  answers_path: str | None = None, rate_share: float | None = None):
         """The executors' :class:`~smart_spark.spark.apply.ApplySpec` for these params."""
         from smart_spark.spark.apply import ApplySpec
 
@@ -658,5 +687,5 @@ class SmartParams(Params):
             max_tokens=self.getMaxTokens(), timeout=self.getTimeout(), max_retries=self.getMaxRetries(),
             concurrency=self.getConcurrency(), row_budget=row_budget, answers_path=answers_path,
             max_error_rate=self.getMaxErrorRate(), max_prompt_chars=self.getMaxPromptChars(),
-            oversize_policy=self.getOversizePolicy(),
+            oversize_policy=self.getOversizePolicy(), execution_mode=self.getExecutionMode(), rate_share=rate_share,
         )

@@ -1,0 +1,112 @@
+"""The apply phase in batch mode (``executionMode="batch"``): one provider batch per model, paid once.
+
+:class:`BatchPayingCaller` is a :class:`~smart_spark.spark.calls.PayingCaller`
+whose calls go through the provider's Batch API
+(:class:`~smart_spark.llm.batch.BatchClient`) instead of concurrent on-line
+calls; everything before the call is the same (the answer store is read first,
+duplicate prompts are asked once). For each model of one round of the apply
+phase it
+
+1. reserves each line's worst case at the batch price (``batch_discount``) in
+   the spend budget, so the cap holds; lines that no longer fit are not sent;
+2. submits the lines as batches, recording each batch id in the answer store
+   the moment it exists (``AnswerStore.record_batch``), and first waits for
+   batches an earlier attempt or run recorded for the same answers
+   (``AnswerStore.batches``): a task retried or a job rerun after a crash
+   waits for what it already paid for instead of submitting again;
+3. writes every answer to the answer store as soon as its batch is collected;
+4. retries lines that failed inside a batch (and the lines of a rejected or
+   expired batch that got no answer) on-line, through the ordinary on-line
+   path with its budget reservation at the full price; a line that still
+   fails is an error, which the apply phase escalates like any failed call.
+
+A line whose batch is still running when the wait ends (``batch_max_wait_s``)
+comes back *pending*: its row gets an error saying a rerun resumes the wait,
+and it is neither escalated nor retried on-line (its batch may still answer,
+and buying it again would pay twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from smart_spark.spark.apply import SPEND_CAP, Answer, ApplySpec
+from smart_spark.spark.calls import PayingCaller, _writer_name
+
+logger = logging.getLogger("smart_spark")
+
+
+class BatchPayingCaller(PayingCaller):
+    """A :class:`PayingCaller` that buys through the Batch API; see the module docstring.
+
+    ``client`` is the on-line client used for the retries of failed lines.
+    """
+
+    def __init__(self, spec: ApplySpec, client: Any, *, budget: Any = None, store: Any = None) -> None:
+        from smart_spark.llm.batch import BatchClient
+
+        super().__init__(spec, client, budget=budget, store=store)
+        self.batches = BatchClient(
+            spec.catalogue(), list(spec.labels), max_tokens=spec.max_tokens, system_prompt=spec.system_prompt,
+            recorder=store.record_batch if store is not None else None,
+            recorded=store.batches if store is not None else None,
+            poll_interval_s=spec.batch_poll_s, max_wait_s=spec.batch_max_wait_s, timeout=max(spec.timeout, 60.0),
+        )
+
+    def close(self) -> None:
+        self.batches.close()
+
+    def _pay(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
+        answers: list[Answer | None] = [None] * len(calls)
+        by_model: dict[str, list[int]] = {}
+        for j, (model, _, _) in enumerate(calls):
+            by_model.setdefault(model, []).append(j)
+        retry: list[int] = []
+        for model, rows in by_model.items():
+            retry += self._pay_in_batches(model, rows, calls, answers)
+        if retry:
+            logger.info("SMART apply (batch): %d lines failed in their batch; retrying them on-line", len(retry))
+            online = super()._pay([calls[j] for j in retry])
+            for j, answer in zip(retry, online):
+                if answer.error is not None:
+                    answer = Answer(answer.model, None, None, answer.cost,
+                                    f"{answers[j].error}; then on-line: {answer.error}", False, answer.spent)
+                answers[j] = answer
+        return answers  # type: ignore[return-value]
+
+    def _pay_in_batches(self, model: str, rows: list[int], calls, answers: list[Answer | None]) -> list[int]:
+        """Fill ``answers`` for ``rows`` of one model through the Batch API; returns the rows to retry on-line."""
+        factor = self.spec.catalogue()[model].batch_discount or 1.0
+        reserved: dict[int, float] = {}
+        for j in rows:
+            cost = self.budget.reserve(model, calls[j][1], factor) if self.budget is not None else 0.0
+            if cost is None:
+                answers[j] = Answer(model, None, None, 0.0, f"{SPEND_CAP}; not called", False)
+            else:
+                reserved[j] = cost
+        sent = list(reserved)
+        if not sent:
+            return []
+        results = self.batches.complete_batch(model, [calls[j][1] for j in sent])
+        retry: list[int] = []
+        with contextlib.ExitStack() as stack:
+            writer = stack.enter_context(self.store.writer(_writer_name())) if self.store is not None else None
+            for j, result in zip(sent, results):
+                cost = float(result.cost or 0.0)
+                with self._lock:
+                    self.spent += cost
+                if self.budget is not None:
+                    self.budget.settle(reserved[j], cost)
+                if result.error is None:
+                    key = calls[j][2]
+                    if writer is not None and key is not None:
+                        self._record(writer, key, model, result)
+                    answers[j] = Answer(model, result.label, result.raw, cost, None, True, cost)
+                elif self.batches.key(model, calls[j][1]) in self.batches.pending:
+                    answers[j] = Answer(model, None, None, 0.0, result.error, False, cost, pending=True)
+                else:
+                    answers[j] = Answer(model, None, None, 0.0, result.error, False, cost)
+                    retry.append(j)
+        return retry

@@ -252,6 +252,7 @@ class SmartLLMClassifier(Estimator, SmartParams, DefaultParamsReadable, DefaultP
             "spend_cap": self.getSpendCap(),
             "text_col": self.getTextCol(),
             "id_col": self.getIdCol(),
+            "execution_mode": self.getExecutionMode(),  # "batch": the realised spend is at the batch price
         }
 
     def __repr__(self) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from smart_spark.spark.apply import SPEND_CAP, Answer, ApplySpec
@@ -63,9 +64,10 @@ class BatchPayingCaller(PayingCaller):
         by_model: dict[str, list[int]] = {}
         for j, (model, _, _) in enumerate(calls):
             by_model.setdefault(model, []).append(j)
-        retry: list[int] = []
-        for model, rows in by_model.items():
-            retry += self._pay_in_batches(model, rows, calls, answers)
+        # The models' batches run side by side: the task waits for the slowest, not for their sum.
+        with ThreadPoolExecutor(max_workers=len(by_model), thread_name_prefix="smart-batch") as pool:
+            futures = [pool.submit(self._pay_in_batches, m, rows, calls, answers) for m, rows in by_model.items()]
+            retry = [j for future in futures for j in future.result()]
         if retry:
             logger.info("SMART apply (batch): %d lines failed in their batch; retrying them on-line", len(retry))
             online = super()._pay([calls[j] for j in retry])

@@ -202,6 +202,14 @@ class LLMClient:
         spec = self.catalogue.require(model, role="model")
         return self._runner.run(self._run_batch(spec, list(prompts)))
 
+    def run_coroutine(self, coro: Any) -> Any:
+        """Run ``coro`` on this client's own loop and wait for it (any other thread).
+
+        A coroutine that awaits many :meth:`acomplete_batch` calls runs cheaper here:
+        each call then skips two cross-thread wake-ups.
+        """
+        return self._runner.run(coro)
+
     async def acomplete_batch(self, model: str, prompts: Sequence[str]) -> list[CallResult]:
         """Async form of :meth:`complete_batch`; the HTTP still runs on the private loop."""
         if not self._finalizer.alive:

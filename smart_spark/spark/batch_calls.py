@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from smart_spark.spark.apply import SPEND_CAP, Answer, ApplySpec
-from smart_spark.spark.calls import PayingCaller, _writer_name
+from smart_spark.spark.calls import PayingCaller
 
 logger = logging.getLogger("smart_spark")
 
@@ -94,7 +94,7 @@ class BatchPayingCaller(PayingCaller):
         results = self.batches.complete_batch(model, [calls[j][1] for j in sent])
         retry: list[int] = []
         with contextlib.ExitStack() as stack:
-            writer = stack.enter_context(self.store.writer(_writer_name())) if self.store is not None else None
+            writer = stack.enter_context(self.store.writer(self._writer_label)) if self.store is not None else None
             for j, result in zip(sent, results):
                 cost = float(result.cost or 0.0)
                 with self._lock:

@@ -42,6 +42,8 @@ class PayingCaller:
         self.spent = 0.0
         self.reused = 0
         self._lock = threading.Lock()
+        #: Who paid, as recorded with each answer (one caller serves one task: named once, not per answer).
+        self._writer_label = _writer_name()
 
     # ------------------------------------------------------------- API
     def ask(self, groups: Mapping[str, Sequence[str]]) -> dict[str, list[Answer]]:
@@ -93,12 +95,17 @@ class PayingCaller:
         return Answer(model, label, stored.raw, float(stored.cost), None, False)
 
     def _pay(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
-        """Buy an answer for each ``(model, prompt, store key)``, in order (on-line, concurrently)."""
+        """Buy an answer for each ``(model, prompt, store key)``, in order (on-line, concurrently).
+
+        On the client's own event loop when it has one (no cross-thread hop per call)."""
+        run_on_client_loop = getattr(self.client, "run_coroutine", None)
+        if run_on_client_loop is not None:
+            return run_on_client_loop(self._call_all(calls))
         return _run_coroutine(self._call_all(calls))
 
     async def _call_all(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
         with contextlib.ExitStack() as stack:
-            writer = stack.enter_context(self.store.writer(_writer_name())) if self.store is not None else None
+            writer = stack.enter_context(self.store.writer(self._writer_label)) if self.store is not None else None
             return list(await asyncio.gather(*(self._call_one(m, p, k, writer) for m, p, k in calls)))
 
     async def _call_one(self, model: str, prompt: str, key: str | None, writer: Any) -> Answer:
@@ -128,7 +135,7 @@ class PayingCaller:
         writer.put(StoredAnswer(
             key=key, model=model, label=result.label, raw=result.raw,
             prompt_tokens=int(result.prompt_tokens), completion_tokens=int(result.completion_tokens),
-            cost=float(result.cost or 0.0), paid_at=time.time(), writer=_writer_name(),
+            cost=float(result.cost or 0.0), paid_at=time.time(), writer=self._writer_label,
         ))
 
 

@@ -22,6 +22,10 @@ Outcome per row:
 ``cost`` counts only what this evaluation paid for the row and ``paid`` says
 whether the answer shown was bought by this evaluation (False: reused from
 profiling, a duplicate, or the answer store).
+
+``execution_mode="batch"`` buys the same answers through the provider's Batch
+API (:mod:`smart_spark.spark.batch_calls`); a row whose batch outlived the wait
+ends with an error saying a rerun resumes it, and is not escalated.
 """
 
 from __future__ import annotations

@@ -207,6 +207,8 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
             "fit_paid": run.fit_paid,
             "reference_only_cost": run.reference_only_cost,
             "expected_cost": run.expected_cost,
+            # "batch": spend is at the catalogue's batch_discount; expected_cost stays at on-line prices.
+            "execution_mode": self.getExecutionMode(),
         }
         # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.
         summary["promise_kept"] = summary["null_rows_with_text"] <= summary["failure_slack_rows"]

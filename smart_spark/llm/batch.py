@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -149,6 +150,8 @@ class BatchClient:
         #: Ids of the batches this client created (not the resumed ones).
         self.submitted: list[str] = []
         self._sdk: dict[tuple[str | None, str | None], openai.OpenAI] = {}
+        #: Several models' batches may be waited for on threads of their own (the apply phase does).
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         for client in self._sdk.values():
@@ -224,6 +227,10 @@ class BatchClient:
         return result if error == result.error else dataclasses.replace(result, error=error)
 
     def _client(self, spec: ModelSpec) -> openai.OpenAI:
+        with self._lock:
+            return self._client_locked(spec)
+
+    def _client_locked(self, spec: ModelSpec) -> openai.OpenAI:
         endpoint = (spec.base_url, spec.api_key_env)
         client = self._sdk.get(endpoint)
         if client is None:
@@ -340,7 +347,8 @@ class BatchClient:
             result, reason = self._read_line(spec, line)
             if result is not None:
                 results[key] = result
-                self.spent += result.cost
+                with self._lock:
+                    self.spent += result.cost
             else:
                 failed[key] = f"batch {batch_id}: {reason}"
 

@@ -103,7 +103,7 @@ def test_pipeline_fit_save_load(spark, sim_server, sim_catalogue, tmp_path):
 
     from smart_spark import SmartLLMClassifierModel
 
-    clf = make(textCol="clean", models=sim_catalogue, accuracyTarget=0.8, mlflowLogging="never")
+    clf = make(textCol="clean", models=sim_catalogue, accuracyTarget=0.8, mlflowLogging="never", executionMode="batch")
     pipeline = Pipeline(stages=[SQLTransformer(statement="SELECT *, trim(text) AS clean FROM __THIS__"), clf])
     df = spark.createDataFrame([(i, f" pipeline text {i} ") for i in range(80)], "id long, text string")
     model = pipeline.fit(df)
@@ -112,6 +112,7 @@ def test_pipeline_fit_save_load(spark, sim_server, sim_catalogue, tmp_path):
     loaded = PipelineModel.load(path)
     stage = loaded.stages[1]
     assert isinstance(stage, SmartLLMClassifierModel) and stage.getTextCol() == "clean"
+    assert stage.getExecutionMode() == "batch"  # applied below through the stand-in's Batch API
     assert stage.plan.fractions == model.stages[1].plan.fractions
     out = loaded.transform(df).toPandas()
     assert len(out) == 80 and out["prediction"].notna().all()

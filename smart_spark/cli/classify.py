@@ -61,7 +61,7 @@ def make_classifier(config: dict[str, Any], catalogue):
         mlflowLogging=config["mlflow"].get("logging") or "auto",
         mlflowExperiment=config["mlflow"].get("experiment") or "smart_spark",
         mlflowTrackingUri=config["mlflow"].get("tracking_uri"), mlflowRunName=config["mlflow"].get("run_name"),
-        answersPath=config["answers_path"],
+        answersPath=config["answers_path"], executionMode=config["execution_mode"],
     )
     try:
         clf = SmartLLMClassifier(**{k: v for k, v in kwargs.items() if v is not None})
@@ -228,7 +228,7 @@ def fitted_model(clf, df, catalogue, config: dict[str, Any]):
     else:
         model = SmartLLMClassifierModel.load(source)
     model._set(models=catalogue)
-    for name in ("answersPath", "maxErrorRate"):
+    for name in ("answersPath", "maxErrorRate", "executionMode"):
         if clf.isSet(clf.getParam(name)):
             model._set(**{name: clf.getOrDefault(name)})
     print(f"fitted model loaded from {source}", flush=True)

@@ -56,6 +56,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "spend_cap": None,
     "max_error_rate": 0.01,
     "answers_path": None,
+    "execution_mode": "online",
     "save_model": None,
     "load_model": None,
     "concurrency": None,
@@ -171,6 +172,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of rows with text allowed to end without an answer before the job fails (exit 5)")
     p.add_argument("--answers-path", help="answer store folder (local, dbfs:/, s3a://, abfss://...): "
                    "every answer paid once, across reruns")
+    p.add_argument("--execution-mode", choices=("online", "batch"),
+                   help="apply phase: online calls, or the provider's Batch API (batch_discount; answers within "
+                   "24 h; a rerun resumes waiting for the recorded batches)")
     fitted = p.add_mutually_exclusive_group()
     fitted.add_argument("--save-model", help="fit, save the fitted model here, then apply it")
     fitted.add_argument("--load-model", help="apply a saved model (a path, or runs:/<MLflow run id>) instead of "
@@ -191,7 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def apply_overrides(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     simple = ["input", "input_format", "output", "output_format", "mode", "catalogue", "reference_model", "target",
               "confidence", "method", "seed", "max_profile", "spend_cap", "max_error_rate", "text_col", "id_col",
-              "output_col", "prompt_template", "system_prompt", "answers_path", "save_model", "load_model"]
+              "output_col", "prompt_template", "system_prompt", "answers_path", "execution_mode", "save_model", "load_model"]
     for key in simple:
         value = getattr(args, key)
         if value is not None:

@@ -324,7 +324,7 @@ def _make_apply(shipped, batch_size: int):
                 sizes.append(len(batch_keys))
                 keys += batch_keys.tolist()
                 texts += batch_texts.tolist()
-            frame = process_batch(spec, keys, texts) if keys else None
+            frame = process_batch(spec, keys, texts)
             start = 0
             for size in sizes:
                 piece = frame.iloc[start : start + size].reset_index(drop=True)

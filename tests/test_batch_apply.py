@@ -124,3 +124,16 @@ def test_an_unknown_execution_mode_is_a_configuration_error():
         SmartLLMClassifierModel().setExecutionMode("Batch")
     assert SmartLLMClassifier().getExecutionMode() == "online"
     assert SmartLLMClassifier().setParams(executionMode="batch").getExecutionMode() == "batch"
+
+
+def test_a_task_sends_its_whole_partition_as_one_batch_per_model_and_keeps_the_arrow_batches(tmp_path):
+    import pandas as pd
+
+    from smart_spark.spark.model import _make_apply
+
+    with _batch_job(BatchConfig(completion_delay_s=0.05), tmp_path) as (server, spec, _):
+        arrow_batches = [(pd.Series(KEYS[a:b]), pd.Series(TEXTS[a:b])) for a, b in ((0, 10), (10, 10), (10, 40))]
+        frames = list(_make_apply(spec, 8)(iter(arrow_batches)))  # batchSize 8 does not split a batch-mode task
+        assert [len(f) for f in frames] == [10, 0, 30]
+        assert pd.concat(frames)["prediction"].notna().all()
+        assert len(server.batch_api.created_batches()) == 2  # one per model, not one per piece of 8 rows

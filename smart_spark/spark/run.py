@@ -29,6 +29,8 @@ class SmartRun:
     consumed_keys: frozenset = frozenset()
     #: Rows whose prompt exceeds maxPromptChars (truncated, errored or failing per oversizePolicy).
     oversize_rows: int = 0
+    #: The certified confidence cascade the plan applies (``cascade_fit.CascadeFit.to_dict``), or None.
+    cascade: dict | None = None
 
     @property
     def reference_unit_cost(self) -> float:
@@ -57,6 +59,11 @@ class SmartRun:
             f"vs reference on all rows ${ref:.4f}"
             + (f" -> {ref / self.expected_cost:.1f}x cheaper" if self.expected_cost > 0 else ""),
         ]
+        if self.cascade:
+            c = self.cascade
+            lines.insert(3, f"  cascade: {c['model']} answer kept at confidence >= {c['threshold']:.6g} "
+                            f"(about {c['expected_kept_share']:.1%} of the rows left), else the reference; "
+                            f"certified on {c['profiled_rows']} profiled rows at error budget {c['error_budget']:g}")
         if self.mlflow_run_id:
             lines.append(f"  MLflow run {self.mlflow_run_id}")
         return "\n".join(lines)

@@ -52,6 +52,7 @@ def _engine_kept_shares(data, runs: int = 200) -> np.ndarray:
     return np.array(shares)
 
 
+@pytest.mark.slow
 def test_cascade_end_to_end_through_spark(spark, court, tmp_path):
     replay = tmp_path / "court.csv"
     convert(COURT, replay)

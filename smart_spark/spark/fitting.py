@@ -155,6 +155,8 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
         reference=reference, fit_paid=caller.spent, fit_reused=caller.reused,
         profiled_keys=frozenset(k for k, a in profiled.items() if a.error is None),
         consumed_keys=frozenset(profiled), oversize_rows=oversize, cascade=cascade,
+        cascade_profiling_spend=max(0.0, sum(float(a.cost or 0.0) for a in answers.values()) - profile.spent)
+        if candidate is not None else 0.0,
     )
     return Fit(state, run)
 

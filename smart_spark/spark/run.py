@@ -31,6 +31,8 @@ class SmartRun:
     oversize_rows: int = 0
     #: The certified confidence cascade the plan applies (``cascade_fit.CascadeFit.to_dict``), or None.
     cascade: dict | None = None
+    #: Profiling cost beyond the plain profile's: the cascade's certification rows (0 without a cascade candidate).
+    cascade_profiling_spend: float = 0.0
 
     @property
     def reference_unit_cost(self) -> float:
@@ -45,7 +47,7 @@ class SmartRun:
     @property
     def expected_cost(self) -> float:
         """Profiling spend plus the plan's expected spend on the remaining rows."""
-        return float(self.profile.spent) + float(self.plan.expected_cost)
+        return float(self.profile.spent) + self.cascade_profiling_spend + float(self.plan.expected_cost)
 
     def summary(self) -> str:
         ref = self.reference_only_cost
@@ -55,7 +57,8 @@ class SmartRun:
             f"{self.fit_reused} answers reused from the answer store)",
             self.profile.summary(),
             self.plan.summary(),
-            f"  expected total ${self.expected_cost:.4f} (profiling ${self.profile.spent:.4f}) "
+            f"  expected total ${self.expected_cost:.4f} "
+            f"(profiling ${self.profile.spent + self.cascade_profiling_spend:.4f}) "
             f"vs reference on all rows ${ref:.4f}"
             + (f" -> {ref / self.expected_cost:.1f}x cheaper" if self.expected_cost > 0 else ""),
         ]

@@ -111,8 +111,10 @@ def certify_on_pool(
 ) -> CascadeFit | None:
     """Certify ``model``'s threshold on the pool's prefixes (answers paid through ``answer_source``).
 
-    ``unit_costs``: USD per row measured by the plain profiling (catalogue prices
-    stand in for a model it did not call). None when the pool is empty.
+    The pool is a uniform sample in random order, so its prefixes are the looks'
+    uniform samples. ``unit_costs``: USD per row already measured, if any (the
+    catalogue's prices stand in for the cost ratio that decides when to stop
+    profiling). None when the pool is empty.
     """
     if pool_size < 1 or n_valid < 1:
         return None

@@ -140,3 +140,42 @@ def test_certify_on_pool_pays_only_the_pool_prefix_and_the_choice_prefers_the_ch
                             rng=np.random.default_rng(0), cheap_cost_ratio=ratio,
                             schedule=pool_looks(n, 600, budget, 0.9), order=np.arange(600))
     assert again.threshold == fit.result.threshold
+
+
+def test_plan_with_cascade_merges_the_reference_answers_and_reports_the_users_confidence():
+    from types import SimpleNamespace
+
+    from smart_spark.spark.cascade_fit import plan_with_cascade
+
+    rng = np.random.default_rng(4)
+    n, pool_size = 3000, 800
+    confidence = rng.uniform(0.5, 1.0, n)
+    agrees = rng.uniform(size=n) < confidence
+
+    class Ans:
+        def __init__(self, label, conf, cost):
+            self.label, self.raw, self.error, self.confidence, self.cost = label, label, None, conf, cost
+
+    answers = {}
+
+    def source(model, positions):
+        out = [Ans("yes" if model == "ref" or agrees[p] else "no", confidence[p] if model == "cheap" else None,
+                   0.01 if model == "cheap" else 0.16) for p in positions]
+        answers.update({(model, int(p)): a for p, a in zip(positions, out)})
+        return out
+
+    fit = certify_on_pool(source, model="cheap", reference="ref", catalogue=CATALOGUE, unit_costs={},
+                          n_valid=n, pool_size=pool_size, accuracy_target=0.9, error_budget=0.05)
+    pool = [SimpleNamespace(key=f"k{i}") for i in range(pool_size)]
+    dear = Plan(fractions={"ref": 0.5, "mid": 0.5}, reference="ref", accuracy_target=0.9, confidence=0.95,
+                remaining_target=0.9, n_total=n, n_remaining=n - 10, unit_costs={"mid": 0.12, "ref": 0.16})
+    earlier = {"k0": ProfiledAnswer("yes", "yes")}
+    config = SmartConfig(0.9, 0.9)
+    plan, profiled, cascade = plan_with_cascade(fit, answers, pool, dear, earlier, config)
+    assert cascade is not None and plan.method == "cascade" and plan.fractions == {"cheap": 1.0}
+    assert plan.confidence == 0.9 and plan.agreement_bound >= 0.9 - 1e-9
+    assert len(profiled) == fit.result.sampled.size and all(a.label == "yes" for a in profiled.values())
+    cheap_plain = Plan(fractions={"cheap": 1.0}, reference="ref", accuracy_target=0.9, confidence=0.95,
+                       remaining_target=0.9, n_total=n, n_remaining=n - 10, unit_costs={"cheap": 0.01, "ref": 0.16})
+    plan, _, cascade = plan_with_cascade(fit, answers, pool, cheap_plain, earlier, config)
+    assert cascade is None and plan.method == "mix" and plan.confidence == 0.9

@@ -105,7 +105,8 @@ class BatchPayingCaller(PayingCaller):
                     key = calls[j][2]
                     if writer is not None and key is not None:
                         self._record(writer, key, model, result)
-                    answers[j] = Answer(model, result.label, result.raw, cost, None, True, cost)
+                    answers[j] = Answer(model, result.label, result.raw, cost, None, True, cost,
+                                        confidence=result.confidence)
                 elif self.batches.key(model, calls[j][1]) in self.batches.pending:
                     answers[j] = Answer(model, None, None, 0.0, result.error, False, cost, pending=True)
                 else:

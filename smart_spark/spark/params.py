@@ -23,7 +23,7 @@ OVERSIZE_POLICIES = ("truncate", "error", "fail")
 DRIFT_POLICIES = ("refit", "fail")
 EXECUTION_MODES = ("online", "batch")
 #: Columns added next to ``outputCol``.
-OUTPUT_SUFFIXES = ("_model", "_cost", "_error", "_paid")
+OUTPUT_SUFFIXES = ("_model", "_cost", "_error", "_paid", "_escalated")
 
 DEFAULT_PROMPT = (
     "Classify the text below. Answer with exactly one of: {labels}.\n\n"
@@ -195,6 +195,7 @@ def catalogue_yaml(catalogue: ModelCatalogue) -> str:
             "base_url": spec.base_url,
             "api_key_env": spec.api_key_env,
             "max_concurrency": spec.max_concurrency,
+            "top_logprobs": spec.top_logprobs or None,  # confidence cascades need the log-probabilities
             "rpm": spec.rpm,
             "tpm": spec.tpm,
             "batch_discount": spec.batch_discount,

@@ -48,3 +48,27 @@ def test_prices_from_the_catalogue_let_the_engine_skip_profiling_that_cannot_pay
     unpriced = SmartEngine(config, list(prices), "ref").run(300, 300, answers)
     assert {"a", "b"} <= set(asked), "without prices the pilot calls every candidate"
     assert unpriced.profile.spent > priced.profile.spent
+
+
+def test_the_operator_passes_catalogue_prices_to_the_engine(spark, sim_server):
+    """Candidates priced next to the reference: the fit runs the reference alone, no candidate is called."""
+    import dataclasses
+
+    from conftest import SIM_LABELS, simulated_catalogue, text_frame
+    from smart_spark import SmartLLMClassifier
+
+    sim_server.reset_counters()
+    catalogue = simulated_catalogue(sim_server.base_url)
+    reference = catalogue["gpt-4"]
+    near = ModelCatalogue(tuple(
+        s if s.name == "gpt-4" else dataclasses.replace(
+            s, input_price_per_token=0.97 * reference.input_price_per_token,
+            output_price_per_token=0.97 * reference.output_price_per_token)
+        for s in catalogue
+    ))
+    clf = SmartLLMClassifier(labels=SIM_LABELS, models=near, referenceModel="gpt-4", accuracyTarget=0.9,
+                             mlflowLogging="never", idCol="id")
+    clf.fit(text_frame(spark, 200, partitions=2))
+    assert "pay" in clf.lastProfile.reason
+    called = {m for m, c in sim_server.counters().items() if c["requests"]}
+    assert called <= {"gpt-4"}, called

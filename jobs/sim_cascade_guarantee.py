@@ -2,7 +2,7 @@
 
     nice -n 10 python -m jobs.sim_cascade_guarantee --runs 1000 --out guarantee.csv
 
-Per setting one finite dataset is fixed (see smart_spark/engine/cascade_sim.py)
+Per setting one finite dataset is fixed (see smart_spark/paper/cascade_sim.py)
 and the certified cascade runs ``--runs`` times with different sampling seeds; a
 run violates when the agreement over all N rows is below the target. The
 cheap model's agreement is set at the target, where keeping everything is a
@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from smart_spark.engine.cascade import certify_cascade
-from smart_spark.engine.cascade_sim import SCORE_KINDS, simulate_dataset
+from smart_spark.paper.cascade_sim import SCORE_KINDS, simulate_dataset
 
 
 def violation_rate(kind: str, n_rows: int, target: float, confidence: float, agreement: float, runs: int, seed: int) -> tuple[float, float]:

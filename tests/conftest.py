@@ -71,6 +71,25 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def standalone_master(tmp_path_factory):
+    """One standalone cluster (master + two 1-core workers from pyspark's scripts) for every test that needs
+    one: starting it costs half a minute, so the end-to-end and the kill-and-rerun tests share it."""
+    from remote_e2e import standalone_cluster
+
+    workdir = tmp_path_factory.mktemp("standalone")
+    previous = os.environ.get("SPARK_LOCAL_IP")
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # the drivers the tests start must bind where the master is
+    try:
+        with standalone_cluster(workdir) as master:
+            yield master
+    finally:
+        if previous is None:
+            os.environ.pop("SPARK_LOCAL_IP", None)
+        else:
+            os.environ["SPARK_LOCAL_IP"] = previous
+
+
 def simulated_backend(latency_s: float = 0.0, seed: int = 0):
     from smart_spark.testing import SimulatedBackend, SimulatedModel
 

@@ -5,6 +5,7 @@ this script with ``sys.executable`` and check its JSON verdict (last stdout line
 
     python tests/remote_e2e.py connect      # SparkSession.builder.remote("local[2]")
     python tests/remote_e2e.py standalone   # master + 2 workers from pyspark's spark-class
+    python tests/remote_e2e.py standalone spark://127.0.0.1:PORT   # a cluster that is already up
 
 Standalone: the master and workers are started from pyspark's own
 ``bin/spark-class`` on 127.0.0.1 with free ports, in their own process groups,
@@ -168,7 +169,7 @@ def note(message: str, started: float = time.monotonic()) -> None:
     print(f"[remote_e2e {time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def main(mode: str) -> int:
+def main(mode: str, master: str | None = None) -> int:
     from pyspark.sql import SparkSession
 
     from smart_spark.testing import StandInServer
@@ -183,7 +184,7 @@ def main(mode: str) -> int:
             if mode == "connect":
                 spark = SparkSession.builder.remote("local[2]").config("spark.sql.shuffle.partitions", "2").getOrCreate()
             elif mode == "standalone":
-                master = stack.enter_context(standalone_cluster(workdir, env))
+                master = master or stack.enter_context(standalone_cluster(workdir, env))
                 spark = (
                     SparkSession.builder.master(master)
                     .appName("smart_spark-standalone-e2e")
@@ -218,4 +219,4 @@ def main(mode: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "connect"))
+    sys.exit(main(*(sys.argv[1:3] or ["connect"])))

@@ -16,7 +16,7 @@ from smart_spark.engine.cascade import (
     cascade_looks,
     certified_threshold,
 )
-from smart_spark.engine.cascade_sim import simulate_dataset
+from smart_spark.paper.cascade_sim import simulate_dataset
 
 
 def test_error_cutoff_is_the_largest_c_whose_hypergeometric_tail_fits_alpha():

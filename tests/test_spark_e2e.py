@@ -34,9 +34,9 @@ def test_simulated_end_to_end(spark, sim_server, sim_catalogue, caplog):
     with caplog.at_level(logging.INFO, logger="smart_spark"):
         out = df.transform(clf).toPandas()  # df.transform(clf): the classifier is callable
 
-    # every input row and column, unchanged, plus the four output columns
+    # every input row and column, unchanged, plus the output columns
     assert list(out.columns) == ["id", "text", "extra", "prediction", "prediction_model", "prediction_cost",
-                                 "prediction_error", "prediction_paid"]
+                                 "prediction_error", "prediction_paid", "prediction_escalated"]
     assert len(out) == 500 and out["id"].is_unique and sorted(out["id"]) == list(range(500))
     assert (out["extra"] == out["id"] * 2).all()
     assert out["prediction"].isin(SIM_LABELS + [None]).all()
@@ -142,7 +142,7 @@ def test_bad_input_columns(spark, sim_catalogue):
 
 def test_empty_dataframe(spark, sim_catalogue):
     out = spark.createDataFrame([], "id long, text string").transform(classifier(sim_catalogue))
-    assert out.count() == 0 and out.columns[-1] == "prediction_paid"
+    assert out.count() == 0 and out.columns[-1] == "prediction_escalated"
 
 
 def test_one_model_catalogue_runs_the_reference_on_everything(spark, sim_server):

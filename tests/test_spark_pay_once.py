@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,10 +89,10 @@ def kill_and_rerun(tmp_path, master: str, rows: int, timeout: float) -> dict:
                 assert proc.poll() is None and time.monotonic() < deadline, "the job ended before the kill"
                 time.sleep(0.05)
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_session(proc.pid)
             proc.wait(timeout=30)
         at_kill = server.counters()
-        time.sleep(1.0)
+        wait_until_quiet(server)
         rerun = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         assert rerun.returncode == 0, rerun.stderr[-4000:]
         import pandas as pd
@@ -103,6 +104,38 @@ def kill_and_rerun(tmp_path, master: str, rows: int, timeout: float) -> dict:
             "answered": sum(c["answered"] for c in server.counters().values()),
             "bound": 2 * concurrency, "rows": rows, "paid_in_rerun": int(out["prediction_paid"].sum()),
         }
+
+
+def kill_session(session_id: int) -> None:
+    """SIGKILL every process of the job's session, as when its machine dies.
+
+    The job's own process group is not enough: pyspark's worker daemon moves its
+    Python workers into a process group of their own, and those would go on
+    calling (and recording) for a while after the JVM is gone.
+    """
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session ...
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
+def wait_until_quiet(server, quiet_s: float = 1.0, timeout: float = 60.0) -> None:
+    """Until the stand-in server has answered nothing for ``quiet_s``: on a standalone cluster the
+    executors of a killed driver are stopped by their workers, a moment after the kill."""
+    deadline = time.monotonic() + timeout
+    answered = lambda: sum(c["answered"] for c in server.counters().values())  # noqa: E731
+    last, since = answered(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = answered()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
 
 
 def check_kill_and_rerun(result: dict) -> None:
@@ -120,10 +153,6 @@ def test_killed_job_rerun_pays_only_for_the_rest(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_job_rerun_on_a_standalone_cluster(tmp_path, monkeypatch):
+def test_killed_job_rerun_on_a_standalone_cluster(tmp_path, standalone_master):
     """Master + 2 workers from pyspark's scripts: tasks on two executors share the store across the kill."""
-    from remote_e2e import standalone_cluster
-
-    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
-    with standalone_cluster(tmp_path) as master:
-        check_kill_and_rerun(kill_and_rerun(tmp_path, master, rows=600, timeout=600))
+    check_kill_and_rerun(kill_and_rerun(tmp_path, standalone_master, rows=600, timeout=600))

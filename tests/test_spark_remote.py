@@ -17,9 +17,9 @@ import pytest
 SCRIPT = Path(__file__).with_name("remote_e2e.py")
 
 
-def run_remote(mode: str, timeout: float) -> dict:
+def run_remote(mode: str, timeout: float, *extra: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), mode], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, str(SCRIPT), mode, *extra], capture_output=True, text=True, timeout=timeout,
         cwd=str(SCRIPT.parent.parent),
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -47,8 +47,8 @@ def test_spark_connect_end_to_end():
 
 
 @pytest.mark.slow
-def test_standalone_cluster_end_to_end():
-    result = run_remote("standalone", timeout=300)
+def test_standalone_cluster_end_to_end(standalone_master):
+    result = run_remote("standalone", 300, standalone_master)
     assert not result["is_connect"]
     assert result["executors"] == 2
     check_verdict(result)

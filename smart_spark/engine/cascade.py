@@ -120,6 +120,19 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     return [(n, float(a)) for n, a in zip(sizes, shares)]
 
 
+def pool_looks(n_total: int, pool_size: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
+    """:func:`cascade_looks` for a profiling pool smaller than ``N``: looks past the pool end at it.
+
+    The looks beyond the pool are merged into one look at ``pool_size`` that
+    gets their error shares; the pool size is known before any row is seen, so
+    the schedule is still fixed in advance and its shares still sum to ``error_budget``.
+    """
+    looks = cascade_looks(n_total, error_budget, accuracy_target)
+    inside = [(n, a) for n, a in looks if n < pool_size]
+    beyond = sum(a for n, a in looks if n >= pool_size)
+    return inside + ([(pool_size, beyond)] if pool_size > 0 else [])
+
+
 def certified_threshold(wrong_confidences: np.ndarray, cutoff: int) -> float:
     """Lowest threshold whose kept rows hold at most ``cutoff`` of the sampled disagreements.
 
@@ -194,6 +207,7 @@ def certify_cascade(
     rng: np.random.Generator,
     cheap_cost_ratio: float = 0.0,
     schedule: Sequence[tuple[int, float]] | None = None,
+    order: np.ndarray | None = None,
 ) -> CascadeResult:
     """Profile in looks, certify the lowest safe threshold, stop when more looks do not pay.
 
@@ -203,13 +217,18 @@ def certify_cascade(
     with it, the cascade is dropped (threshold ``inf``) when running the cheap
     model on the unprofiled rows is expected to cost more than it keeps, which
     the promise allows since it holds for every threshold, "keep nothing" included.
+    ``order``: the positions to profile, in profiling order (a uniformly random
+    sample in random order, e.g. the Spark layer's pool); every prefix of it
+    must be a uniform sample. Default: a permutation of all rows drawn from ``rng``.
     """
     if n_total < 1:
         raise ValueError("certify_cascade needs at least one row")
     budget = disagreement_budget(n_total, accuracy_target)
     looks = list(schedule) if schedule is not None else cascade_looks(n_total, error_budget, accuracy_target)
     cutoffs = [error_cutoff(n_total, n, budget, a) for n, a in looks]
-    draw = rng.permutation(n_total)
+    draw = rng.permutation(n_total) if order is None else np.asarray(order, dtype=int)
+    if looks[-1][0] > draw.size:
+        raise ValueError(f"the schedule's last look has {looks[-1][0]} rows, the order only {draw.size}")
     confidences = np.empty(0)
     agreements = np.empty(0, dtype=bool)
     seen = 0

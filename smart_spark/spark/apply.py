@@ -17,7 +17,14 @@ Outcome per row:
   :meth:`Plan.escalation`; when all fail, prediction null and the error column
   lists every model's error;
 - an answer that maps to none of the labels: prediction null, the model kept,
-  error ``"answer matches no label: ..."`` (never a made-up label).
+  error ``"answer matches no label: ..."`` (never a made-up label);
+- a cascade model (``ApplySpec.cascades``: model -> certified threshold): its
+  answer stands only when its confidence is at or above the threshold; below it
+  (or without a confidence) the row goes on down the chain to the reference like a
+  failed call, the cheap call's cost still counted in ``cost``.
+
+``escalated`` is True when the row's first model was asked and the row then went
+on to a later model (low confidence or a failed call).
 
 ``cost`` counts only what this evaluation paid for the row and ``paid`` says
 whether the answer shown was bought by this evaluation (False: reused from
@@ -48,7 +55,7 @@ OVERSIZE = "prompt longer than maxPromptChars"
 ALL_FAILED = "all models failed"
 
 #: Output struct of the apply UDF (DDL).
-RESULT_DDL = "prediction string, model string, cost double, error string, paid boolean"
+RESULT_DDL = "prediction string, model string, cost double, error string, paid boolean, escalated boolean"
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class ApplySpec:
     max_error_rate: float = 1.0
     max_prompt_chars: int | None = None
     oversize_policy: str = "truncate"
+    #: Certified confidence cascades: model -> threshold (its answer kept at confidence >= threshold).
+    cascades: Mapping[str, float] = field(default_factory=dict)
 
     def prompt(self, text: str) -> str | None:
         """The row's prompt; None when it is oversized and the policy is not "truncate"."""
@@ -108,6 +117,8 @@ class Answer:
     paid: bool
     #: USD this call spent (0 when reused; failed calls may be charged too).
     spent: float = 0.0
+    #: The label's confidence from log-probabilities (None: the model gives none).
+    confidence: float | None = None
 
 
 @dataclass
@@ -119,6 +130,7 @@ class Outcome:
     cost: float = 0.0
     error: str | None = None
     paid: bool = False
+    escalated: bool = False
 
     def take(self, answer: Answer) -> None:
         self.model, self.prediction, self.paid = answer.model, answer.label, answer.paid
@@ -219,7 +231,7 @@ def process_batch(
         _answer(spec, plan.reference, caller, texts, leaders, chains, prior, outcomes)
     for i, leader in followers:
         copy = outcomes[leader]
-        outcomes[i] = Outcome(copy.prediction, copy.model, 0.0, copy.error, False)
+        outcomes[i] = Outcome(copy.prediction, copy.model, 0.0, copy.error, False, copy.escalated)
     return _frame(outcomes)
 
 
@@ -287,7 +299,7 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
         for i in todo:
             model = chains[i][step[i]]
             cached = prior[i].answers.get(model) if i in prior else None
-            if cached is not None:  # answered (and paid) while profiling
+            if cached is not None and model not in spec.cascades:  # answered (and paid) while profiling
                 outcomes[i].take(Answer(model, cached[0], cached[1], 0.0, None, False))
                 continue
             groups.setdefault(model, []).append(i)
@@ -301,16 +313,27 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
         for model, group in groups.items():
             for i, answer in zip(group, answers[model]):
                 outcomes[i].cost += answer.spent
-                if answer.error is None:
+                if answer.error is None and _stands(spec, answer):
                     outcomes[i].take(answer)
                     continue
-                failures.setdefault(i, []).append(f"{model}: {answer.error}")
+                if answer.error is not None:
+                    failures.setdefault(i, []).append(f"{model}: {answer.error}")
                 step[i] += 1
+                outcomes[i].escalated = True
                 if step[i] < len(chains[i]):
                     todo.append(i)
                 else:
                     outcomes[i].model = outcomes[i].prediction = None
                     outcomes[i].error = f"{ALL_FAILED}: " + "; ".join(failures[i])
+
+
+def _stands(spec: ApplySpec, answer: Answer) -> bool:
+    """A cascade model's answer stands only at or above its certified threshold; other answers always do."""
+    threshold = spec.cascades.get(answer.model)
+    if threshold is None:
+        return True
+    confidence = answer.confidence
+    return confidence is not None and not math.isnan(confidence) and confidence >= threshold
 
 
 class ErrorRateGuard:
@@ -363,5 +386,6 @@ def _frame(outcomes: Sequence[Outcome]):
             "cost": pd.Series([o.cost for o in outcomes], dtype="float64"),
             "error": pd.Series([o.error for o in outcomes], dtype=object),
             "paid": pd.Series([o.paid for o in outcomes], dtype=bool),
+            "escalated": pd.Series([o.escalated for o in outcomes], dtype=bool),
         }
     )

@@ -67,7 +67,8 @@ class PayingCaller:
                 first, *copies = to_call[(model, prompt)]
                 out[model][first] = answer
                 for j in copies:
-                    out[model][j] = Answer(model, answer.label, answer.raw, answer.cost, answer.error, False)
+                    out[model][j] = Answer(model, answer.label, answer.raw, answer.cost, answer.error, False,
+                                           confidence=answer.confidence)
         return {m: list(a) for m, a in out.items()}  # type: ignore[arg-type]
 
     def key(self, model: str, prompt: str) -> str | None:
@@ -87,7 +88,8 @@ class PayingCaller:
         from smart_spark.llm.labels import normalise_label
 
         label = normalise_label(stored.raw, self.spec.labels) if stored.raw is not None else stored.label
-        return Answer(model, label, stored.raw, float(stored.cost), None, False)
+        return Answer(model, label, stored.raw, float(stored.cost), None, False,
+                      confidence=getattr(stored, "confidence", None))
 
     async def _call_all(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
         with contextlib.ExitStack() as stack:
@@ -113,7 +115,8 @@ class PayingCaller:
             self.budget.settle(reserved, cost)
         if result.error is None and writer is not None and key is not None:
             self._record(writer, key, model, result)
-        return Answer(model, result.label, result.raw, cost, result.error, result.error is None, cost)
+        return Answer(model, result.label, result.raw, cost, result.error, result.error is None, cost,
+                      getattr(result, "confidence", None))
 
     def _record(self, writer: Any, key: str, model: str, result: Any) -> None:
         from smart_spark.store import StoredAnswer
@@ -121,7 +124,8 @@ class PayingCaller:
         writer.put(StoredAnswer(
             key=key, model=model, label=result.label, raw=result.raw,
             prompt_tokens=int(result.prompt_tokens), completion_tokens=int(result.completion_tokens),
-            cost=float(result.cost or 0.0), paid_at=time.time(), writer=_writer_name(),
+            cost=float(result.cost or 0.0), confidence=getattr(result, "confidence", None),
+            paid_at=time.time(), writer=_writer_name(),
         ))
 
 

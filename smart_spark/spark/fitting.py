@@ -20,6 +20,13 @@ from smart_spark.catalogue import ModelCatalogue
 from smart_spark.errors import ConfigurationError, ProfilingError
 from smart_spark.spark import sampling
 from smart_spark.spark.apply import SPEND_CAP, ApplySpec
+from smart_spark.spark.cascade_fit import (
+    cascade_candidate,
+    certify_on_pool,
+    plain_cannot_win,
+    plan_with_cascade,
+    split_budget,
+)
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description
 from smart_spark.spark.state import DataFingerprint, FittedState, ProfiledAnswer, profile_to_dict
@@ -114,11 +121,23 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
     spec = params.applySpec(catalogue, plan_json="{}")
     caller = caller_factory(spec)
     watch = ReferenceWatch(reference, params.getMaxErrorRate())
+    candidate = cascade_candidate(catalogue, reference, config.method) if pool else None
+    plain_config, cascade_budget = split_budget(config, candidate)
+
+    def certify(answer_source):  # the cascade first: it tells whether the plain mix is worth profiling
+        fit = certify_on_pool(
+            answer_source, model=candidate, reference=reference, catalogue=catalogue, unit_costs={},
+            n_valid=data.n_valid, pool_size=len(pool), accuracy_target=config.accuracy_target,
+            error_budget=cascade_budget)
+        return fit, plain_cannot_win(fit, len(catalogue), data.n_valid, config.accuracy_target)
+
     prices = row_prices(catalogue, [spec.prompt(row.text) for row in pool], spec.labels, spec.system_prompt)
-    result, history, answers = _profile_and_plan(
-        caller, config, catalogue.names, spec, watch, data.n_valid, pool, prices)
-    plan, profile = result.plan, result.profile
-    profiled = _profiled_answers(profile, pool, answers, reference)
+    result, history, answers, fit = _profile_and_plan(
+        caller, plain_config, catalogue.names, spec, watch, data.n_valid, pool,
+        certify=certify if candidate is not None else None, prices=prices)
+    profile = result.profile
+    plan, profiled, cascade = plan_with_cascade(
+        fit, answers, pool, result.plan, _profiled_answers(profile, pool, answers, reference), config)
     state = FittedState(
         plan_json=plan.to_json(),
         profile=profile_to_dict(profile),
@@ -129,13 +148,16 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
         n_rows=data.n_rows,
         n_valid=data.n_valid,
         profiling_seconds=time.monotonic() - started,
+        cascade=cascade,
     )
     run = SmartRun(
         plan=plan, profile=profile, n_rows=data.n_rows, n_valid=data.n_valid, pool_size=len(pool),
         profiling_seconds=state.profiling_seconds, progress=history, output_col=params.getOutputCol(),
         reference=reference, fit_paid=caller.spent, fit_reused=caller.reused,
         profiled_keys=frozenset(k for k, a in profiled.items() if a.error is None),
-        consumed_keys=frozenset(profiled), oversize_rows=oversize,
+        consumed_keys=frozenset(profiled), oversize_rows=oversize, cascade=cascade,
+        cascade_profiling_spend=max(0.0, sum(float(a.cost or 0.0) for a in answers.values()) - profile.spent)
+        if candidate is not None else 0.0,
     )
     return Fit(state, run)
 
@@ -171,7 +193,8 @@ def row_prices(catalogue: ModelCatalogue, prompts, labels, system_prompt: str | 
     return {spec.name: spec.cost(prompt_tokens, completion_tokens) for spec in catalogue}
 
 
-def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, prices=None):
+def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certify=None, prices=None):
+    """Profile and plan; ``certify(answer_source) -> (cascade fit, skip the plain mix)`` runs first when given."""
     from smart_spark.engine import SmartEngine
 
     history: list[dict] = []
@@ -200,14 +223,15 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, prices
             watch.add(results)
         return results
 
-    if not pool:  # nothing to sample (no rows with text, or nothing to learn): the reference plan
+    fit, skip_plain = certify(answer_source) if certify is not None else (None, False)
+    if not pool or skip_plain:  # nothing to sample or learn, or the mix cannot win: the reference plan
         import dataclasses
 
         config = dataclasses.replace(config, method="reference")
     engine = SmartEngine(config, models, watch.reference, prices=prices)
     result = engine.run(n_valid, len(pool), answer_source, progress=progress)
     watch.check()
-    return result, history, answers
+    return result, history, answers, fit
 
 
 def preflight(catalogue: ModelCatalogue) -> None:

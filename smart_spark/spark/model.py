@@ -1,11 +1,14 @@
 """``SmartLLMClassifierModel``: a fitted SMART plan, applied lazily by a pandas UDF.
 
-``model.transform(df)`` adds five columns, computed when an action evaluates them:
+``model.transform(df)`` adds six columns, computed when an action evaluates them:
 
 ``<outputCol>`` label or null; ``<outputCol>_model`` model that answered;
 ``<outputCol>_cost`` USD this evaluation paid for the row; ``<outputCol>_error``
 why the prediction is null; ``<outputCol>_paid`` whether the answer was bought
-by this evaluation (False: reused from profiling, a duplicate or the answer store).
+by this evaluation (False: reused from profiling, a duplicate or the answer store);
+``<outputCol>_escalated`` whether the row's first model was asked and the row
+then went on to a later one (a confidence cascade's answer below its certified
+threshold, or a failed call).
 
 The fitted state (:class:`~smart_spark.spark.state.FittedState`) travels to the
 executors by broadcast on classic Spark (the task closure stays small) and in
@@ -19,6 +22,7 @@ saved model of another format version with a ConfigurationError.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -34,7 +38,7 @@ from smart_spark.spark.apply import EMPTY_TEXT, OVERSIZE, RESULT_DDL
 from smart_spark.spark.params import SmartParams
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import is_connect, job_description
-from smart_spark.spark.state import FORMAT_VERSION, DataFingerprint, FittedState
+from smart_spark.spark.state import READABLE_VERSIONS, DataFingerprint, FittedState
 
 logger = logging.getLogger("smart_spark")
 
@@ -79,7 +83,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
                 pool_size=state.pool_size, profiling_seconds=state.profiling_seconds,
                 output_col=self.getOutputCol(), reference=state.fitted_with["referenceModel"],
                 profiled_keys=frozenset(k for k, a in state.profiled.items() if a.error is None),
-                consumed_keys=frozenset(state.profiled),
+                consumed_keys=frozenset(state.profiled), cascade=state.cascade,
             )
         return self._run
 
@@ -119,6 +123,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         state = self._state_for(dataset, keyed, store)
         spec = self.applySpec(catalogue, state.plan_json, profiled=state.profiled,
                               row_budget=self._row_budget(), answers_path=answers_path)
+        spec = dataclasses.replace(spec, cascades=state.cascades)
         apply_udf = F.pandas_udf(_make_apply(_ship(dataset.sparkSession, spec), self.getBatchSize()),
                                  RESULT_DDL).asNondeterministic()
         result = F.col(sampling.RESULT_COL)
@@ -132,6 +137,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
             result["cost"].alias(output + "_cost"),
             result["error"].alias(output + "_error"),
             result["paid"].alias(output + "_paid"),
+            result["escalated"].alias(output + "_escalated"),
         )
 
     def _state_for(self, dataset: DataFrame, keyed: DataFrame, store: Any) -> FittedState:
@@ -184,6 +190,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
                     F.sum(F.col(sampling.quote(output)).isNull().cast("long")).alias("nulls"),
                     F.sum((F.col(sampling.quote(output)).isNull() & ~not_classified).cast("long")).alias("failed"),
                     F.sum(paid_col.cast("long")).alias("paid"),
+                    F.sum(F.col(sampling.quote(output + "_escalated")).cast("long")).alias("escalated"),
                 )
                 .collect()
             )
@@ -207,6 +214,11 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
             "reference_only_cost": run.reference_only_cost,
             "expected_cost": run.expected_cost,
         }
+        summary["escalated_rows"] = sum(int(r["escalated"] or 0) for r in rows)
+        cascade = self._state_cascade()
+        if cascade:  # share of the valid rows whose answer the cascade model kept (profiled rows included)
+            kept = by_model.get(cascade["model"], 0)
+            summary["cascade_kept_share"] = {cascade["model"]: kept / max(1, run.n_valid)}
         # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.
         summary["promise_kept"] = summary["null_rows_with_text"] <= summary["failure_slack_rows"]
         if not summary["promise_kept"]:
@@ -220,6 +232,10 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
 
             log_summary(run, summary)
         return summary
+
+    def _state_cascade(self):
+        """The cascade of the state applied last (the fit's, or the confirmation's / refit's)."""
+        return self._last_reuse.state.cascade if self._last_reuse is not None else self.state.cascade
 
     # -------------------------------------------------------- persistence
     def write(self) -> "SmartModelWriter":
@@ -245,7 +261,7 @@ class SmartModelWriter(DefaultParamsWriter):
     def saveImpl(self, path: str) -> None:
         model: SmartLLMClassifierModel = self.instance  # type: ignore[assignment]
         DefaultParamsWriter.saveMetadata(model, path, self.sparkSession,
-                                         extraMetadata={"smartFormatVersion": FORMAT_VERSION})
+                                         extraMetadata={"smartFormatVersion": model.state.saved_version})
         spark = self.sparkSession
         spark.createDataFrame([(model.state.to_json(),)], "value string").coalesce(1).write.text(
             os.path.join(path, "state"))
@@ -260,10 +276,10 @@ class SmartModelReader(MLReader):
         spark = self.sparkSession
         metadata = DefaultParamsReader.loadMetadata(path, spark)
         version = metadata.get("smartFormatVersion")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ConfigurationError(
-                f"saved model {path}: format version {version!r}, this smart_spark reads version "
-                f"{FORMAT_VERSION}; fit the model again with this version")
+                f"saved model {path}: format version {version!r}, this smart_spark reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; fit the model again with this version")
         line = spark.read.text(os.path.join(path, "state")).first()
         if line is None:
             raise ConfigurationError(f"saved model {path}: the fitted state (state/) is empty")

@@ -22,7 +22,7 @@ MLFLOW_MODES = ("auto", "always", "never")
 OVERSIZE_POLICIES = ("truncate", "error", "fail")
 DRIFT_POLICIES = ("refit", "fail")
 #: Columns added next to ``outputCol``.
-OUTPUT_SUFFIXES = ("_model", "_cost", "_error", "_paid")
+OUTPUT_SUFFIXES = ("_model", "_cost", "_error", "_paid", "_escalated")
 
 DEFAULT_PROMPT = (
     "Classify the text below. Answer with exactly one of: {labels}.\n\n"
@@ -183,6 +183,7 @@ def catalogue_yaml(catalogue: ModelCatalogue) -> str:
             "base_url": spec.base_url,
             "api_key_env": spec.api_key_env,
             "max_concurrency": spec.max_concurrency,
+            "top_logprobs": spec.top_logprobs or None,  # confidence cascades need the log-probabilities
         }
         entries.append({k: v for k, v in entry.items() if v is not None})
     return yaml.safe_dump({"models": entries}, sort_keys=False)

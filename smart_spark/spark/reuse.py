@@ -49,6 +49,10 @@ class Reuse:
 def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: DataFingerprint, store: Any) -> Reuse:
     from smart_spark.engine.confirm import PlanEstimates, confirm_plan, confirmation_size
 
+    if model.state.cascade:  # a cascade's threshold is certified on the rows it applies to: certify it anew
+        logger.info("SMART: new data for a model with a confidence cascade; fitting it on the new data")
+        refit = _refit(model, dataset)
+        return Reuse("refit", refit.state, refit.run, {"decision": "refit", "reason": "confidence cascade"})
     catalogue = model.validate()
     config = model.engineConfig()
     plan = model.state.plan()

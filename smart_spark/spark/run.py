@@ -29,6 +29,10 @@ class SmartRun:
     consumed_keys: frozenset = frozenset()
     #: Rows whose prompt exceeds maxPromptChars (truncated, errored or failing per oversizePolicy).
     oversize_rows: int = 0
+    #: The certified confidence cascade the plan applies (``cascade_fit.CascadeFit.to_dict``), or None.
+    cascade: dict | None = None
+    #: Profiling cost beyond the plain profile's: the cascade's certification rows (0 without a cascade candidate).
+    cascade_profiling_spend: float = 0.0
 
     @property
     def reference_unit_cost(self) -> float:
@@ -43,7 +47,7 @@ class SmartRun:
     @property
     def expected_cost(self) -> float:
         """Profiling spend plus the plan's expected spend on the remaining rows."""
-        return float(self.profile.spent) + float(self.plan.expected_cost)
+        return float(self.profile.spent) + self.cascade_profiling_spend + float(self.plan.expected_cost)
 
     def summary(self) -> str:
         ref = self.reference_only_cost
@@ -53,10 +57,16 @@ class SmartRun:
             f"{self.fit_reused} answers reused from the answer store)",
             self.profile.summary(),
             self.plan.summary(),
-            f"  expected total ${self.expected_cost:.4f} (profiling ${self.profile.spent:.4f}) "
+            f"  expected total ${self.expected_cost:.4f} "
+            f"(profiling ${self.profile.spent + self.cascade_profiling_spend:.4f}) "
             f"vs reference on all rows ${ref:.4f}"
             + (f" -> {ref / self.expected_cost:.1f}x cheaper" if self.expected_cost > 0 else ""),
         ]
+        if self.cascade:
+            c = self.cascade
+            lines.insert(3, f"  cascade: {c['model']} answer kept at confidence >= {c['threshold']:.6g} "
+                            f"(about {c['expected_kept_share']:.1%} of the rows left), else the reference; "
+                            f"certified on {c['profiled_rows']} profiled rows at error budget {c['error_budget']:g}")
         if self.mlflow_run_id:
             lines.append(f"  MLflow run {self.mlflow_run_id}")
         return "\n".join(lines)

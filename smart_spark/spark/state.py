@@ -23,6 +23,11 @@ from smart_spark.errors import ConfigurationError
 
 #: Bump when the saved layout changes in a way older readers cannot follow.
 FORMAT_VERSION = 1
+#: A state with a certified confidence cascade is saved as version 2: a reader of
+#: version 1 would apply the cascade model to every row without its threshold, so
+#: it must refuse. Without a cascade the layout is version 1 (older readers still load it).
+CASCADE_FORMAT_VERSION = 2
+READABLE_VERSIONS = (FORMAT_VERSION, CASCADE_FORMAT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,20 @@ class FittedState:
     n_valid: int = 0
     profiling_seconds: float = 0.0
     format_version: int = FORMAT_VERSION
+    #: The certified cascade the plan applies (``smart_spark.spark.cascade_fit``), or None.
+    cascade: Mapping[str, Any] | None = None
+
+    @property
+    def saved_version(self) -> int:
+        """The format version this state is saved with (see ``CASCADE_FORMAT_VERSION``)."""
+        return CASCADE_FORMAT_VERSION if self.cascade else self.format_version
+
+    @property
+    def cascades(self) -> dict[str, float]:
+        """Model -> certified threshold, what the apply phase needs (empty: no cascade)."""
+        if not self.cascade:
+            return {}
+        return {str(self.cascade["model"]): float(self.cascade["threshold"])}
 
     # ------------------------------------------------------------ views
     def plan(self):
@@ -79,7 +98,7 @@ class FittedState:
     # ------------------------------------------------------ persistence
     def to_json(self) -> str:
         body = {
-            "format_version": self.format_version,
+            "format_version": self.saved_version,
             "plan": json.loads(self.plan_json),
             "profile": self.profile,
             "profiled": {k: [a.label, a.raw, a.error, {m: list(v) for m, v in a.answers.items()}]
@@ -90,6 +109,7 @@ class FittedState:
             "n_rows": self.n_rows,
             "n_valid": self.n_valid,
             "profiling_seconds": self.profiling_seconds,
+            "cascade": dict(self.cascade) if self.cascade else None,
         }
         return json.dumps(body, separators=(",", ":"))
 
@@ -100,10 +120,10 @@ class FittedState:
         except ValueError as exc:
             raise ConfigurationError(f"{where}: the fitted state is not valid JSON ({exc})") from None
         version = body.get("format_version") if isinstance(body, dict) else None
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ConfigurationError(
-                f"{where}: saved with format version {version!r}, this smart_spark reads version "
-                f"{FORMAT_VERSION}; fit the model again with this version"
+                f"{where}: saved with format version {version!r}, this smart_spark reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; fit the model again with this version"
             )
         return cls(
             plan_json=json.dumps(body["plan"], sort_keys=True),
@@ -116,6 +136,7 @@ class FittedState:
             n_rows=int(body["n_rows"]),
             n_valid=int(body["n_valid"]),
             profiling_seconds=float(body["profiling_seconds"]),
+            cascade=body.get("cascade"),
         )
 
 

@@ -119,6 +119,12 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
         metric(metric_key("alpha", model), stats.alpha)
         metric(metric_key("fraction", model), plan.fractions.get(model, 0.0))
         tags.append(RunTag(metric_key("smart.status", model), str(stats.status)))
+    cascade = getattr(run, "cascade", None)
+    if cascade:  # the certified confidence cascade the plan applies
+        metric(metric_key("cascade.threshold", cascade["model"]), cascade["threshold"])
+        metric(metric_key("cascade.expected_kept_share", cascade["model"]), cascade["expected_kept_share"])
+        metric(metric_key("cascade.profiled_rows", cascade["model"]), cascade["profiled_rows"])
+        metric(metric_key("cascade.error_budget", cascade["model"]), cascade["error_budget"])
     for event in run.progress:
         step = int(event["items_done"])
         metric("profiling.spent_usd", event["spent"], step)
@@ -167,6 +173,9 @@ def log_summary(run: Any, summary: dict[str, Any]) -> None:
     metric("realised_reused_rows", summary.get("reused_rows"))
     metric("realised_null_rows_with_text", summary.get("null_rows_with_text"))
     metric("failure_slack_rows", summary.get("failure_slack_rows"))
+    metric("realised_escalated_rows", summary.get("escalated_rows"))
+    for model, share in (summary.get("cascade_kept_share") or {}).items():
+        metric(metric_key("realised_cascade_kept_share", model), share)
     if "promise_kept" in summary:
         metric("promise_kept", float(summary["promise_kept"]))
     for model, rows in summary["by_model"].items():

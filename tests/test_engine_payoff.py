@@ -157,3 +157,29 @@ def test_mix_expected_total_is_cheaper_than_stop():
     decision = decide_confirmation(pilot, "mix")
     # confirming then routing to the cheap model must be far cheaper than the reference
     assert decision.expected_total_cost < 0.2 * (100_000 - 30) * 0.03
+
+
+@pytest.mark.parametrize("n_items, target, confidence", [(300, 0.98, 0.99), (1_000, 0.90, 0.95), (3_000, 0.80, 0.80)])
+def test_best_possible_saving_bounds_what_a_perfect_model_saves(n_items, target, confidence):
+    """Even a candidate that always agrees cannot save more than the bound (pilot included)."""
+    from smart_spark.engine.payoff import best_possible_saving
+    from smart_spark.engine.profiler import auto_pilot_size
+    from smart_spark.paper.simulation import SimDataset, SimModel, run_trial
+
+    dataset = SimDataset("perfect", n_items, SimModel("ref", 1.0, 1.0), (SimModel("perfect", 1.0, 0.05),))
+    pilot = auto_pilot_size(n_items)
+    bound = best_possible_saving(n_items, pilot, target, 1 - confidence, 0.05, 1.0)
+    for seed in range(3):
+        run = run_trial(dataset, target, "mix", confidence, seed, solver="enumerate")
+        assert run["reference_cost"] - run["cost"] <= bound + 1e-9
+    assert bound > 0
+    assert best_possible_saving(n_items, pilot, target, 1 - confidence, 1.0, 1.0) == 0.0
+
+
+def test_pilot_prediction_prices_in_the_routed_group():
+    """A model that would get a small share is worth less than its confirmation count suggests."""
+    base = dict(unit_costs={"ref": 1.0, "a": 0.05}, reference="ref", n_total=2_000, n_profiled=20,
+                accuracy_target=0.95, budget=0.05, counts={"a": (20, 18)}, max_more=1_980)
+    aware = decide_confirmation(PilotSummary(**base), "mix")
+    naive = decide_confirmation(PilotSummary(**base, group_aware=False), "mix")
+    assert aware.expected_total_cost > naive.expected_total_cost

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from smart_spark.engine.bounds import approx_lower, cp_lower
+from smart_spark.engine.bounds import approx_lower, cp_lower, effective_size, group_lower
 from smart_spark.engine.planner import enumerate_mix_costs
 
 #: Budget shares a model may take in the mix program (fractions of 1 - confidence).
@@ -63,6 +63,8 @@ class PilotSummary(RunState):
 
     counts: dict[str, tuple[int, int]]
     max_more: int
+    #: Predict each model's bound at the effective size of its routed group (``_group_corrected_costs``).
+    group_aware: bool = True
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,37 @@ def continue_pays(state: LookState, method: str) -> bool:
     return False
 
 
+def best_possible_saving(
+    n_total: int, pilot_size: int, accuracy_target: float, budget: float, model_cost: float, reference_cost: float
+) -> float:
+    """Most a candidate could save, in USD, even if it always agreed with the reference.
+
+    An upper bound known before any call: the model would still have to be
+    confirmed on ``n`` items (each paying its own call on top of the
+    reference's) and could then take only the share ``x`` of the other items
+    that its bound allows (``x L + (1 - x) >= remaining target``). ``L`` is
+    the Clopper-Pearson bound of ``n`` agreements out of ``n`` at the largest
+    level any look gets (``max(LOOK_WEIGHTS)`` of the whole budget), at the
+    effective size of a group as large as all remaining items; each of these
+    overstates what a real run gets, so the result is an upper bound on what
+    the model can save, maximised over the confirmation size.
+    """
+    if model_cost >= reference_cost:
+        return 0.0
+    sizes = size_grid(max(n_total - pilot_size - 1, 0))
+    sizes = sizes[sizes > 0]
+    if not len(sizes):
+        return 0.0
+    rest = n_total - pilot_size - sizes
+    level = budget * max(LOOK_WEIGHTS)
+    lower = group_lower(sizes, sizes, level, rest, rest)
+    target = remaining_target(accuracy_target, n_total, pilot_size + sizes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(lower >= target, 1.0, np.clip((1 - target) / (1 - lower), 0.0, 1.0))
+    saving = rest * share * (reference_cost - model_cost) - sizes * model_cost
+    return float(max(saving.max(), 0.0))
+
+
 def _totals(pilot, sizes, plan_cost, confirm_cost) -> np.ndarray:
     remaining = pilot.n_total - pilot.n_profiled - sizes
     return sizes * confirm_cost + remaining * plan_cost
@@ -250,28 +283,62 @@ def _best_mix(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmatio
     every = _predicted_bounds(np.repeat(rates, len(shares), axis=1), sizes, np.tile(shares, len(candidates)) * pilot.budget)
     every = every.reshape(len(sizes), n_scen, len(candidates), len(shares))
     share_index = {share: i for i, share in enumerate(BUDGET_SHARES)}
+    rest = np.maximum(pilot.n_total - pilot.n_profiled - sizes, 1).astype(float)
     best = stop_now
     for allocation in candidate_allocations(len(candidates)):
         models = np.array([i for i, _ in allocation])
         alpha = np.array([share * pilot.budget for _, share in allocation])
         bounds = every[:, :, models, [share_index[share] for _, share in allocation]]
-        lower = np.concatenate([bounds, np.ones(bounds.shape[:2] + (1,))], axis=2)
-        plan_cost, _ = enumerate_mix_costs(
-            lower.reshape(len(sizes) * n_scen, -1),
-            alpha=np.append(alpha, 0.0),
-            unit_cost=np.append(costs[models], c_ref),
-            model_id=np.arange(len(models) + 1),
-            target=np.repeat(targets, n_scen),
-            budget=pilot.budget,
-        )
+        plan_cost = _mix_costs(bounds, alpha, np.append(costs[models], c_ref), targets, pilot.budget)
+        if pilot.group_aware:
+            plan_cost = _group_corrected_costs(
+                rates[:, models], sizes, rest, alpha, np.append(costs[models], c_ref), targets, pilot.budget, bounds)
         confirm_cost = c_ref + costs[models].sum()
-        totals = _totals(pilot, sizes, plan_cost.reshape(len(sizes), n_scen).mean(axis=1), confirm_cost)
+        totals = _totals(pilot, sizes, plan_cost.mean(axis=1), confirm_cost)
         totals[sizes == 0] = np.inf
         g = int(np.argmin(totals))
         if totals[g] < best.expected_total_cost:
             alphas = {candidates[i]: float(a) for i, a in zip(models, alpha)}
             best = Confirmation(int(sizes[g]), alphas, float(totals[g]))
     return best
+
+
+def _mix_costs(bounds, alpha, unit_cost, targets, budget, with_shares: bool = False):
+    """Plan cost per item (G, S) for bounds (G, S, models) plus the reference; optionally each model's share."""
+    g, s, k = bounds.shape
+    lower = np.concatenate([bounds, np.ones((g, s, 1))], axis=2).reshape(g * s, k + 1)
+    cost, pick = enumerate_mix_costs(
+        lower, alpha=np.append(alpha, 0.0), unit_cost=unit_cost, model_id=np.arange(k + 1),
+        target=np.repeat(targets, s), budget=budget,
+    )
+    if not with_shares:
+        return cost.reshape(g, s)
+    i, j, share_i = pick[:, 0].astype(int), pick[:, 1].astype(int), pick[:, 2]
+    share = np.zeros((g * s, k + 1))
+    rows = np.arange(g * s)
+    share[rows, i] += share_i
+    share[rows, j] += np.where(j != i, 1.0 - share_i, 0.0)
+    share[~np.isfinite(cost)] = 0.0
+    return cost.reshape(g, s), share[:, :k].reshape(g, s, k)
+
+
+def _group_corrected_costs(rates, sizes, rest, alpha, unit_cost, targets, budget, bounds) -> np.ndarray:
+    """Plan costs once each model's bound is taken at the size of the group it is routed.
+
+    The plan's bounds are computed at the effective size ``n m / (n + m)`` of
+    a routed group of ``m`` rows (``bounds.group_lower``), so a model given a
+    small share gets a much looser bound than its confirmation count alone
+    suggests. One fixed-point step: the shares of the first solve give each
+    model's group, the bounds are predicted again at those sizes, and the mix
+    is solved again.
+    """
+    _, share = _mix_costs(bounds, alpha, unit_cost, targets, budget, with_shares=True)
+    n = sizes[:, None, None].astype(float)
+    group = np.maximum(share * rest[:, None, None], 1.0)
+    n_eff = effective_size(n, group)
+    corrected = approx_lower(rates[None] * n_eff, n_eff, alpha[None, None, :] * PLANNED_LOOK_WEIGHT)
+    corrected = np.where(sizes[:, None, None] > 0, np.minimum(corrected, bounds), 0.0)
+    return _mix_costs(corrected, alpha, unit_cost, targets, budget)
 
 
 def _single_plan_costs(pilot, model_index, candidates, rates, sizes, targets) -> np.ndarray:

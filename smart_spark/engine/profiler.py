@@ -45,6 +45,7 @@ from smart_spark.engine.config import SmartConfig
 from smart_spark.engine.payoff import (
     Confirmation,
     LookState,
+    best_possible_saving,
     PilotSummary,
     continue_pays,
     decide_confirmation,
@@ -61,7 +62,8 @@ ProgressCallback = Callable[[dict], None]
 #: Below this many items per pilot item there is too little left to save on.
 _MIN_ITEMS_PER_PILOT_ITEM = 4
 _PILOT_MIN, _PILOT_MAX = 20, 200
-#: A pilot costing more than this share of the reference-only cost runs in steps.
+#: A pilot whose candidate calls cost more than this share of the most any
+#: candidate could save (``payoff.best_possible_saving``) runs in steps.
 _SEQUENTIAL_PILOT_SHARE = 0.08
 #: Where the sequential pilot stops to decide, as fractions of the pilot size.
 _PILOT_STEPS = (0.1, 0.25, 0.5, 1.0)
@@ -260,6 +262,7 @@ class Profiler:
         self._ref_raws: list[str | None] = []
         self._ref_errors: list[str | None] = []
         self._calls = {m: [0, 0.0] for m in [reference, *self.candidates]}
+        self._best_saving: dict[str, float] = {}
 
     # --- public -------------------------------------------------------------
     def run(self, n_total: int, pool_size: int) -> Profile:
@@ -289,18 +292,18 @@ class Profiler:
     def _pilot(self, n_total: int, pilot_size: int, limit: int, pilot: _Tally) -> list[str]:
         """Run the pilot; return the candidates still in it at the end.
 
-        Where the pilot is a noticeable part of what the reference alone would
-        cost (small N: more than ``_SEQUENTIAL_PILOT_SHARE`` of it), it runs in
-        steps (``_PILOT_STEPS``, fractions of its size), and after each the pays-off rule, on the counts
-        so far, keeps only the models it would confirm; when it would confirm
-        none, the pilot stops. These choices look only at pilot data, so they
-        cannot bias the confirmation bounds; they only stop paying for
-        models that cannot pay back.
+        Where the pilot's candidate calls are a noticeable part of the most
+        profiling could save (more than ``_SEQUENTIAL_PILOT_SHARE`` of the best
+        candidate's ``payoff.best_possible_saving``: small N, high targets), it
+        runs in steps (``_PILOT_STEPS``, fractions of its size), and after each
+        the pays-off rule, on the counts so far, keeps only the models it would
+        confirm; when it would confirm none, the pilot stops. These choices look
+        only at pilot data, so they cannot bias the confirmation bounds; they
+        only stop paying for models that cannot pay back.
         """
         active = list(self.candidates)
-        prices = self.prices
-        sequential = bool(prices) and pilot_size * sum(prices[m] for m in active) > (
-            _SEQUENTIAL_PILOT_SHARE * n_total * prices.get(self.reference, math.inf)
+        sequential = bool(self.prices) and pilot_size * sum(self.prices[m] for m in active) > (
+            _SEQUENTIAL_PILOT_SHARE * max(self._best_saving[m] for m in active)
         )
         edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if sequential else (1.0,))})
         done = 0
@@ -322,26 +325,30 @@ class Profiler:
         """Candidates whose pilot calls could be paid back, given the prices known up front.
 
         Without prices every candidate is piloted. With them, a candidate is
-        dropped before any call when piloting it alone costs more than it could
-        save on the rest even at perfect agreement:
-        ``pilot * c_m >= (N - pilot) * (c_ref - c_m)``.
+        dropped before any call when piloting it costs at least the most it
+        could save even at perfect agreement, confirmation included
+        (``payoff.best_possible_saving``): ``pilot * c_m >= best saving``.
         """
         if not self.prices:
             return self.candidates
-        c_ref = self.prices.get(self.reference, math.inf)
-        rest = n_total - pilot_size
-        return [
-            m for m in self.candidates
-            if m in self.prices and pilot_size * self.prices[m] < rest * (c_ref - self.prices[m])
-        ]
+        self._best_saving = {
+            m: self._possible_saving(n_total, pilot_size, m) for m in self.candidates if m in self.prices
+        }
+        return [m for m in self.candidates if pilot_size * self.prices.get(m, math.inf) < self._best_saving.get(m, 0.0)]
+
+    def _possible_saving(self, n_total: int, pilot_size: int, model: str) -> float:
+        return best_possible_saving(
+            n_total, pilot_size, self.config.accuracy_target, self.config.error_budget,
+            self.prices[model], self.prices.get(self.reference, math.inf),
+        )
 
     def _skip_reason(self, n_total: int, pilot_size: int) -> str:
         """Why profiling cannot pay for itself (empty when it may).
 
         Decided before any call from N, the target and (when given) prices: the
         pilot's candidate calls are extra spend (its reference calls answer
-        their rows anyway), and no plan can save more than the remaining rows
-        times the gap between the reference's and the cheapest candidate's price.
+        their rows anyway), and no plan can save more than the best candidate
+        could at perfect agreement once confirmed (``payoff.best_possible_saving``).
         """
         if self.config.method == "reference":
             return "method 'reference' asks for the reference on every row"
@@ -352,9 +359,7 @@ class Profiler:
                     "too few rows left to save on")
         if self.prices:
             pilot_extra = pilot_size * sum(self.prices[m] for m in self.candidates)
-            best_saving = (n_total - pilot_size) * (
-                self.prices[self.reference] - min(self.prices[m] for m in self.candidates)
-            )
+            best_saving = max(self._best_saving[m] for m in self.candidates)
             if pilot_extra >= best_saving:
                 return (f"the pilot's candidate calls (about ${pilot_extra:.4f}) cost more than any plan "
                         f"could save on the other {n_total - pilot_size} rows (at most ${best_saving:.4f})")

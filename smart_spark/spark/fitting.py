@@ -131,9 +131,10 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
             error_budget=cascade_budget)
         return fit, plain_cannot_win(fit, len(catalogue), data.n_valid, config.accuracy_target)
 
+    prices = row_prices(catalogue, [spec.prompt(row.text) for row in pool], spec.labels, spec.system_prompt)
     result, history, answers, fit = _profile_and_plan(
         caller, plain_config, catalogue.names, spec, watch, data.n_valid, pool,
-        certify=certify if candidate is not None else None)
+        certify=certify if candidate is not None else None, prices=prices)
     profile = result.profile
     plan, profiled, cascade = plan_with_cascade(
         fit, answers, pool, result.plan, _profiled_answers(profile, pool, answers, reference), config)
@@ -172,7 +173,27 @@ def _profiled_answers(profile, pool, answers, reference) -> dict[str, ProfiledAn
     return profiled
 
 
-def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certify=None):
+def row_prices(catalogue: ModelCatalogue, prompts, labels, system_prompt: str | None = None) -> dict[str, float]:
+    """Expected USD per row per model, known before any call: the engine's ``prices=``.
+
+    Lets the engine decide before profiling whether profiling can pay at all
+    (and which models are worth piloting) from N, the target and the prices.
+    Prompt tokens are the spend cap's estimate (``llm.spend.estimated_prompt_tokens``,
+    the same rule for every model) averaged over the sampled rows' rendered
+    prompts; the completion is the longest label's tokens plus one. Empty when
+    no sampled row has a prompt (nothing to estimate from).
+    """
+    from smart_spark.llm.spend import CHARS_PER_TOKEN, estimated_prompt_tokens
+
+    sizes = [estimated_prompt_tokens(p, system_prompt) for p in prompts if p is not None]
+    if not sizes:
+        return {}
+    prompt_tokens = sum(sizes) / len(sizes)
+    completion_tokens = -(-max(len(label) for label in labels) // CHARS_PER_TOKEN) + 1
+    return {spec.name: spec.cost(prompt_tokens, completion_tokens) for spec in catalogue}
+
+
+def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certify=None, prices=None):
     """Profile and plan; ``certify(answer_source) -> (cascade fit, skip the plain mix)`` runs first when given."""
     from smart_spark.engine import SmartEngine
 
@@ -207,7 +228,7 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certif
         import dataclasses
 
         config = dataclasses.replace(config, method="reference")
-    engine = SmartEngine(config, models, watch.reference)
+    engine = SmartEngine(config, models, watch.reference, prices=prices)
     result = engine.run(n_valid, len(pool), answer_source, progress=progress)
     watch.check()
     return result, history, answers, fit

@@ -6,7 +6,8 @@ claims nothing it did not get. Endpoints are stand-in servers run by the test
 (so their request counters prove what was, and was not, paid for), a closed
 port, or a server that rejects every key.
 
-Quick checks stop before Spark starts; the runs that need Spark use 60-100 rows.
+Quick checks stop before Spark starts; the runs that need Spark use 60-100 rows. The two runs
+that must fail mid-job call the job's ``main`` in this process on the tests' Spark session.
 """
 
 from __future__ import annotations
@@ -188,18 +189,26 @@ class _GoesDownAfter:
         return self.backend.answer(model, prompt)
 
 
-def _run_against(tmp_path: Path, server: StandInServer, **settings) -> subprocess.CompletedProcess:
+def _run_against(spark, tmp_path: Path, server: StandInServer, monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """The job's ``main`` in this process, on the tests' Spark session (the job takes an active session, as
+    under spark-submit): the same code as the console script without a JVM start per test."""
+    from smart_spark.cli.classify import main
+
     config = tmp_path / "job.yaml"
     config.write_text(yaml.safe_dump({
         "input": _data(tmp_path, n=80), "catalogue": _catalogue_at(tmp_path, server.base_url),
-        "output": str(tmp_path / "out"), "max_retries": 0, "max_profile": 40, "max_error_rate": 0.01, **settings,
+        "output": str(tmp_path / "out"), "max_retries": 0, "max_profile": 40, "max_error_rate": 0.01,
     }))
-    return run_job(tmp_path, "--config", str(config))
+    monkeypatch.chdir(tmp_path)  # the MLflow store and its artifacts land here
+    capsys.readouterr()
+    code = main(["--config", str(config)])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["classify"], code, captured.out, captured.err)
 
 
-def test_no_reference_answers_is_a_profiling_error(tmp_path):
+def test_no_reference_answers_is_a_profiling_error(spark, tmp_path, monkeypatch, capsys):
     with StandInServer(SimulatedBackend.from_yaml(DEMO_CATALOGUE), faults=FaultConfig(rate_500=1.0)) as server:
-        proc = _run_against(tmp_path, server)
+        proc = _run_against(spark, tmp_path, server, monkeypatch, capsys)
     assert proc.returncode == 4, proc.stdout + proc.stderr[-3000:]
     line = _one_error_line(proc)
     assert "ProfilingError" in line and "gpt-4.1" in line and "HTTP 500" in line
@@ -207,10 +216,10 @@ def test_no_reference_answers_is_a_profiling_error(tmp_path):
     assert not (tmp_path / "out").exists()  # stopped before the apply phase paid
 
 
-def test_provider_down_mid_run_fails_the_job_and_claims_nothing(tmp_path):
+def test_provider_down_mid_run_fails_the_job_and_claims_nothing(spark, tmp_path, monkeypatch, capsys):
     # Profiling (at most 40 distinct prompts) is fully answered; the other rows' calls all fail.
     with StandInServer(_GoesDownAfter(limit=40)) as server:
-        proc = _run_against(tmp_path, server)
+        proc = _run_against(spark, tmp_path, server, monkeypatch, capsys)
     assert proc.returncode == 5, proc.stdout + proc.stderr[-3000:]
     # Spark's own log of the failed task carries the executor's traceback; the job adds exactly one line.
     lines = [line for line in proc.stderr.splitlines() if line.startswith("classify: error")]

@@ -235,6 +235,15 @@ class ModelCatalogue:
     def names(self) -> list[str]:
         return [spec.name for spec in self.models]
 
+    def redact_keys(self, text: str) -> str:
+        """``text`` with every model's API key (read from its environment variable) replaced by
+        ``[REDACTED]``: provider error bodies may echo a key back, and no key may reach a log or column."""
+        for spec in self.models:
+            key = spec.api_key()
+            if key and len(key) >= 4:
+                text = text.replace(key, "[REDACTED]")
+        return text
+
     def __getitem__(self, name: str) -> ModelSpec:
         for spec in self.models:
             if spec.name == name:

@@ -219,11 +219,7 @@ class BatchClient:
         """``result`` with any catalogue key removed from its error: provider messages may echo one."""
         if result.error is None:
             return result
-        error = result.error
-        for spec in self.catalogue:
-            key = spec.api_key()
-            if key and len(key) >= 4:
-                error = error.replace(key, "[REDACTED]")
+        error = self.catalogue.redact_keys(result.error)
         return result if error == result.error else dataclasses.replace(result, error=error)
 
     def _client(self, spec: ModelSpec) -> openai.OpenAI:

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 PLACEHOLDER_API_KEY = "not-needed"
 # Asks the SDK for the raw response too, so the rate-limit headers of a 200 are read.
 _WITH_HEADERS = {"headers": {RAW_RESPONSE_HEADER: "true"}}
-_REDACTED = "[REDACTED]"
 
 
 @dataclass(frozen=True)
@@ -372,13 +371,7 @@ class LLMClient:
 
     def _redact(self, text: str | None) -> str | None:
         """``text`` with every catalogue key replaced: error bodies may echo a key back."""
-        if text is None:
-            return None
-        for spec in self.catalogue:
-            key = spec.api_key()
-            if key and len(key) >= 4:
-                text = text.replace(key, _REDACTED)
-        return text
+        return None if text is None else self.catalogue.redact_keys(text)
 
 
 def _http_client() -> Any:

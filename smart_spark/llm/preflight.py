@@ -65,7 +65,7 @@ def check_models(catalogue: ModelCatalogue, names: Sequence[str], *, timeout: fl
         with _sdk_client(specs[0], timeout) as client:
             problems.extend(_check_listed(client, specs, timeout))
     if problems:
-        problems = [_redact(p, catalogue) for p in problems]
+        problems = [catalogue.redact_keys(p) for p in problems]
         raise PreflightError("; ".join(problems) + " (checked before any paid call: nothing was paid)")
     log.info("preflight: %d model(s) reachable and known to their endpoints", len(set(names)))
 
@@ -107,12 +107,3 @@ def _tiny_request(client: openai.OpenAI, spec: ModelSpec, timeout: float) -> str
     except (openai.APIStatusError, openai.APIConnectionError) as exc:
         return f"model {spec.name!r}: " + classify_failure(exc, spec.name, spec.base_url, timeout=timeout).message
     return None
-
-
-def _redact(text: str, catalogue: ModelCatalogue) -> str:
-    """Error bodies may echo a key back; no key leaves this module."""
-    for spec in catalogue:
-        key = spec.api_key()
-        if key and len(key) >= 4:
-            text = text.replace(key, "[REDACTED]")
-    return text

@@ -12,10 +12,16 @@ from collections import Counter, defaultdict
 
 
 class RequestCounters:
-    """Thread-safe counts of requests, answers, faults and distinct prompts per model."""
+    """Thread-safe counts of requests, answers, faults and distinct prompts per model.
 
-    def __init__(self) -> None:
+    ``per_prompt=False`` keeps counts per model only (``distinct_prompts`` and
+    :meth:`answered_count` are then unknown: -1): a million-row benchmark would
+    otherwise hold every prompt in the process that runs the server.
+    """
+
+    def __init__(self, per_prompt: bool = True) -> None:
         self._lock = threading.Lock()
+        self._per_prompt = per_prompt
         self.reset()
 
     def reset(self) -> None:
@@ -28,7 +34,8 @@ class RequestCounters:
     def request(self, model: str, prompt: str) -> None:
         with self._lock:
             self._requests[model] += 1
-            self._prompts[model].add(prompt)
+            if self._per_prompt:
+                self._prompts[model].add(prompt)
 
     def fault(self, model: str) -> None:
         with self._lock:
@@ -36,9 +43,11 @@ class RequestCounters:
 
     def answered(self, model: str, prompt: str) -> None:
         with self._lock:
-            self._answered[(model, prompt)] += 1
+            self._answered[(model, prompt if self._per_prompt else "")] += 1
 
     def answered_count(self, model: str, prompt: str) -> int:
+        if not self._per_prompt:
+            return -1
         with self._lock:
             return self._answered[(model, prompt)]
 
@@ -51,7 +60,7 @@ class RequestCounters:
                 model: {
                     "requests": self._requests[model],
                     "answered": answered[model],
-                    "distinct_prompts": len(self._prompts[model]),
+                    "distinct_prompts": len(self._prompts[model]) if self._per_prompt else -1,
                     "faults": self._faults[model],
                 }
                 for model in sorted(self._requests)

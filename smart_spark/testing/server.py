@@ -17,15 +17,18 @@ CLI::
 :mod:`smart_spark.testing.rate_limits`); ``/v1/files`` and ``/v1/batches`` are
 OpenAI's Batch API (see :mod:`smart_spark.testing.batch_api`).
 
-The stdlib threading server with HTTP/1.1 keep-alive sustains several hundred
-requests/s with 100 ms latency on two cores (see jobs/bench_client.py), which
-is what the client benchmark needs; it is a test fixture, not a production
-server.
+The HTTP/1.1 keep-alive transport is a small asyncio server on one background
+thread (stdlib only): a waiting answer costs a timer, not a thread, and the
+server shares the benchmark machine's two cores with the client, so its CPU per
+request is kept low (no per-request thread switch or ``email`` header parsing).
+It is a test fixture, not a production server: it speaks only what OpenAI
+clients send (Content-Length or chunked bodies, keep-alive).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import math
@@ -34,8 +37,9 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from dataclasses import replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from typing import Any, Sequence
 
 from smart_spark.catalogue import ModelCatalogue
@@ -60,7 +64,8 @@ class StandInServer:
     """The server on a background thread; a context manager exposing ``base_url``.
 
     ``latency_s`` delays every answered request (a simulated model's own
-    ``latency_s`` takes precedence). A "timeout" fault is counted as a fault,
+    ``latency_s`` takes precedence). ``count_prompts=False`` counts per model only
+    (benchmarks: no per-prompt state in the process running the server). A "timeout" fault is counted as a fault,
     not as an answer: it models a request the provider abandoned.
     """
 
@@ -77,6 +82,7 @@ class StandInServer:
         tpm: float | None = None,
         rate_window_s: float = 1.0,
         batch: BatchConfig | None = None,
+        count_prompts: bool = True,
     ) -> None:
         if latency_s < 0:
             raise ValueError(f"latency_s must be >= 0, got {latency_s!r}")
@@ -86,44 +92,24 @@ class StandInServer:
         self._address = (host, port)
         self._injector = FaultInjector(self.faults, seed)
         self.limits = AccountLimits(rpm, tpm, window_s=rate_window_s)
-        self._counters = RequestCounters()
+        self._counters = RequestCounters(per_prompt=count_prompts)
         self.batch_api = BatchAPI(backend, self._counters, self._completion_body, batch)
-        self._stopping = threading.Event()
         self._ids = itertools.count(1)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._transport: _AsyncHTTP | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "StandInServer":
-        if self._httpd is not None:
+        if self._transport is not None:
             raise RuntimeError("the stand-in server is already running")
-        self._stopping.clear()
-        self._httpd = _HTTPServer(self._address, _Handler, self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="stand-in-llm", daemon=True
-        )
-        self._thread.start()
+        self._transport = _AsyncHTTP(self._address, self._dispatch).start()
         return self
 
     def stop(self) -> None:
-        if self._httpd is None:
+        """Close the listening socket and every connection (waiting answers are dropped)."""
+        if self._transport is None:
             return
-        self._stopping.set()  # wakes handlers sleeping for latency or a timeout fault
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        with self._connections_lock:
-            # Keep-alive connections would otherwise keep being served after stop().
-            for connection in self._connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
+        self._transport.stop()
+        self._transport = None
 
     def __enter__(self) -> "StandInServer":
         return self.start()
@@ -133,9 +119,9 @@ class StandInServer:
 
     @property
     def port(self) -> int:
-        if self._httpd is None:
+        if self._transport is None:
             raise RuntimeError("the stand-in server is not running")
-        return self._httpd.server_address[1]
+        return self._transport.port
 
     @property
     def base_url(self) -> str:
@@ -159,15 +145,26 @@ class StandInServer:
         return self.limits.refused()
 
     # ---------------------------------------------------- request handling
-    def _track(self, connection: socket.socket, active: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if active else self._connections.discard)(connection)
+    def _dispatch(self, method: str, path: str, content_type: str, raw: bytes) -> "_Reply":
+        """The reply to one HTTP request (runs on the server's loop: must not block)."""
+        if self.batch_api.handles(path):
+            if method == "GET":
+                return _Reply(*self.batch_api.get(path))
+            if method == "POST":
+                return _Reply(*self.batch_api.post(path, content_type, raw))
+        elif method == "GET" and path.rstrip("/") == _MODELS_PATH:
+            return _Reply(200, {}, self._models_body())
+        elif method == "POST" and path.rstrip("/") == _COMPLETIONS_PATH:
+            try:
+                request = json.loads(raw)
+            except ValueError:
+                return _Reply(*_error(400, "The request body is not valid JSON", "invalid_json"))
+            if not isinstance(request, dict):
+                return _Reply(*_error(400, "The request body must be a JSON object", "invalid_json"))
+            return self._complete(request)
+        return _Reply(*_error(404, f"Unknown path {path}", "unknown_url"))
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
-    def _complete(self, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    def _complete(self, request: dict[str, Any]) -> "_Reply":
         """(status, extra headers, body) for one chat completion request, within the account limits."""
         if not self.limits.enabled:
             return self._answer(request)
@@ -177,20 +174,23 @@ class StandInServer:
             self._counters.request(model, _user_message(request.get("messages")) or "")
             self._counters.fault(model)
             status, _, body = _error(429, f"Rate limit reached for {model} (stand-in --rpm/--tpm)", "rate_limit_exceeded", "requests")
-            return status, {**limit_headers, "Retry-After": _seconds(wait), "retry-after-ms": str(math.ceil(wait * 1000))}, body
-        status, headers, body = self._answer(request)
-        return status, {**limit_headers, **headers}, body
+            return _Reply(status, {**limit_headers, "Retry-After": _seconds(wait),
+                                   "retry-after-ms": str(math.ceil(wait * 1000))}, body)
+        reply = self._answer(request)
+        reply.headers = {**limit_headers, **reply.headers}
+        return reply
 
-    def _answer(self, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    def _answer(self, request: dict[str, Any]) -> "_Reply":
+        """The reply and how long to wait before sending it (the model's latency)."""
         model = request.get("model")
         prompt = _user_message(request.get("messages"))
         if not isinstance(model, str) or prompt is None:
-            return _error(400, "Request needs a 'model' string and a user message in 'messages'", "missing_field")
+            return _Reply(*_error(400, "Request needs a 'model' string and a user message in 'messages'", "missing_field"))
         self._counters.request(model, prompt)
         try:
             answer = self.backend.answer(model, prompt)
         except BackendError as exc:
-            return _error(exc.status, str(exc), exc.code, exc.error_type)
+            return _Reply(*_error(exc.status, str(exc), exc.code, exc.error_type))
 
         fault = self._injector.draw()
         if fault is Fault.RATE_LIMIT:
@@ -198,25 +198,24 @@ class StandInServer:
             retry_after = self.faults.retry_after_s
             headers = {"Retry-After": _seconds(retry_after), "retry-after-ms": str(int(retry_after * 1000))}
             status, _, body = _error(429, "Rate limit reached (injected by the stand-in server)", "rate_limit_exceeded", "requests")
-            return status, headers, body
+            return _Reply(status, headers, body)
         if fault is Fault.SERVER_ERROR:
             self._counters.fault(model)
-            return _error(500, "The server had an error (injected by the stand-in server)", None, "server_error")
+            return _Reply(*_error(500, "The server had an error (injected by the stand-in server)", None, "server_error"))
 
         latency = self.backend.latency_s(model)
-        self._sleep(self.latency_s if latency is None else latency)
+        delay = self.latency_s if latency is None else latency
         if fault is Fault.TIMEOUT:
             self._counters.fault(model)
-            self._sleep(self.faults.timeout_sleep_s)
-            return 200, {}, self._completion_body(model, answer)
+            return _Reply(200, {}, self._completion_body(model, answer), delay + self.faults.timeout_sleep_s)
         if fault is Fault.MALFORMED:
             self._counters.fault(model)
-            return 200, {}, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess'
+            return _Reply(200, {}, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess', delay)
         if fault is Fault.EMPTY_CHOICES:
             self._counters.fault(model)
-            return 200, {}, self._completion_body(model, None)
-        self._counters.answered(model, prompt)
-        return 200, {}, self._completion_body(model, answer, _top_logprobs_wanted(request))
+            return _Reply(200, {}, self._completion_body(model, None), delay)
+        body = self._completion_body(model, answer, _top_logprobs_wanted(request))
+        return _Reply(200, {}, body, delay, on_sent=lambda: self._counters.answered(model, prompt))
 
     def _completion_body(self, model: str, answer: Answer | None, top_logprobs: int | None = None) -> bytes:
         """An OpenAI chat.completion; ``answer=None`` gives no choices and no usage.
@@ -260,74 +259,136 @@ def with_base_url(catalogue: ModelCatalogue, base_url: str) -> ModelCatalogue:
     return ModelCatalogue(tuple(replace(spec, base_url=base_url) for spec in catalogue))
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 512  # 32+ clients connect at once; the default backlog of 5 drops SYNs
+@dataclass
+class _Reply:
+    """One HTTP response: sent after ``delay_s``; ``on_sent`` runs as it is sent (answer counting)."""
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: StandInServer):
-        self.owner = owner
-        super().__init__(address, handler)
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    delay_s: float = 0.0
+    on_sent: Any = field(default=None, repr=False)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connections
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-    server_version = "StandInLLM/1"
+class _AsyncHTTP:
+    """HTTP/1.1 keep-alive transport on an asyncio loop in one daemon thread.
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.owner._track(self.connection, True)
+    ``dispatch(method, path, content_type, body) -> _Reply`` runs on the loop; a
+    reply's delay is an ``asyncio.sleep``, so 32 answers waiting cost 32 timers,
+    not 32 threads contending for the GIL.
+    """
 
-    def finish(self) -> None:
-        self.server.owner._track(self.connection, False)
+    BACKLOG = 512  # 32+ clients connect at once; a small backlog drops SYNs
+
+    def __init__(self, address: tuple[str, int], dispatch: Any) -> None:
+        self._address = address
+        self._dispatch = dispatch
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="stand-in-llm", daemon=True)
+        self.port = 0
+
+    def start(self) -> "_AsyncHTTP":
+        self._thread.start()
+        bound: Future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
+        self.port = bound.result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in list(self._connections):
+                task.cancel()  # also wakes replies waiting out their latency
+            await asyncio.gather(*self._connections, return_exceptions=True)
+
         try:
-            super().finish()
-        except OSError:
-            pass  # the client went away (e.g. it timed out first)
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                self._loop.close()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: per-request logging would dominate the server's CPU."""
+    async def _listen(self) -> int:
+        host, port = self._address
+        self._server = await asyncio.start_server(self._serve, host, port, backlog=self.BACKLOG)
+        return self._server.sockets[0].getsockname()[1]
 
-    def do_GET(self) -> None:
-        if self.server.owner.batch_api.handles(self.path):
-            self._send(*self.server.owner.batch_api.get(self.path))
-        elif self.path.rstrip("/") == _MODELS_PATH:
-            self._send(200, {}, self.server.owner._models_body())
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)  # type: ignore[arg-type]
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass  # the client went away (or the server stops)
+        finally:
+            self._connections.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one request; False when the connection is to be closed."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # closed between requests
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            await _write(writer, _Reply(*_error(400, "Malformed request line", "bad_request")), keep_alive=False)
+            return False
+        method, path, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            raw = await _read_chunked(reader)
         else:
-            self._send(*_error(404, f"Unknown path {self.path}", "unknown_url"))
+            raw = await reader.readexactly(int(headers.get("content-length") or 0))
+        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        reply = self._dispatch(method, path, headers.get("content-type", ""), raw)
+        if reply.delay_s > 0:
+            await asyncio.sleep(reply.delay_s)
+        await _write(writer, reply, keep_alive)
+        return keep_alive
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
-        if self.server.owner.batch_api.handles(self.path):
-            self._send(*self.server.owner.batch_api.post(self.path, self.headers.get("Content-Type", ""), raw))
-            return
-        if self.path.rstrip("/") != _COMPLETIONS_PATH:
-            self._send(*_error(404, f"Unknown path {self.path}", "unknown_url"))
-            return
-        try:
-            request = json.loads(raw)
-        except ValueError:
-            self._send(*_error(400, "The request body is not valid JSON", "invalid_json"))
-            return
-        if not isinstance(request, dict):
-            self._send(*_error(400, "The request body must be a JSON object", "invalid_json"))
-            return
-        self._send(*self.server.owner._complete(request))
 
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            self.close_connection = True
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                pass
+            return bytes(body)
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)
+
+
+async def _write(writer: asyncio.StreamWriter, reply: _Reply, keep_alive: bool) -> None:
+    lines = [f"HTTP/1.1 {reply.status} {_phrase(reply.status)}", "Server: StandInLLM/1",
+             "Content-Type: application/json", f"Content-Length: {len(reply.body)}"]
+    if not keep_alive:
+        lines.append("Connection: close")
+    lines += [f"{name}: {value}" for name, value in reply.headers.items()]
+    if reply.on_sent is not None:  # before the write: a client reading the counters after its answer sees it
+        reply.on_sent()
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
+    await writer.drain()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
 def _top_logprobs_wanted(request: dict[str, Any]) -> int | None:

@@ -160,7 +160,8 @@ def main(argv=None) -> int:
 
     backend = SimulatedBackend.from_dict(simulation)
     batch = BatchConfig(completion_delay_s=args.batch_delay)
-    with PeakRss() as memory, StandInServer(backend, rpm=args.rpm, tpm=args.tpm, batch=batch) as server:
+    with PeakRss() as memory, StandInServer(backend, rpm=args.rpm, tpm=args.tpm, batch=batch,
+                                                 count_prompts=False) as server:
         catalogue = with_base_url(ModelCatalogue.from_yaml(SIMULATION), server.base_url)
         catalogue = type(catalogue)(tuple(
             dataclasses.replace(spec, rpm=args.rpm, tpm=args.tpm, batch_discount=0.5) for spec in catalogue

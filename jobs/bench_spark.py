@@ -86,6 +86,29 @@ class PeakRss:
         self.peak_bytes = max(self.peak_bytes, self._sample())
 
 
+class Progress:
+    """Prints the apply phase's rows answered so far and its rate (long runs: how far did it get)."""
+
+    def __init__(self, server, started: float, every_s: float) -> None:
+        self._server, self._started, self._every = server, started, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            answered = sum(c["answered"] for c in self._server.counters().values())
+            elapsed = time.monotonic() - self._started
+            print(f"PROGRESS apply {elapsed:.0f}s: {answered} rows answered, {answered / elapsed:.1f} rows/s", flush=True)
+
+    def __enter__(self) -> "Progress":
+        if self._every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+
+
 def tree_cpu_seconds() -> float:
     """CPU seconds used so far by this process, its JVM and the Python workers under it."""
     import psutil
@@ -111,6 +134,8 @@ def _parse(argv):
     parser.add_argument("--mode", choices=("online", "batch"), default="online")
     parser.add_argument("--batch-delay", type=float, default=2.0, help="stand-in batch completion delay, seconds")
     parser.add_argument("--baseline-rows", type=int, default=0, help="also time a row-by-row UDF on this many rows")
+    parser.add_argument("--progress-every", type=float, default=0.0,
+                        help="print rows answered so far and the rate every this many seconds (0: never)")
     parser.add_argument("--min-ratio", type=float, default=0.0, help="exit 1 when the ratio is below this")
     args = parser.parse_args(argv)
     for name in ("rows", "concurrency"):
@@ -182,6 +207,8 @@ def main(argv=None) -> int:
             started = time.monotonic()
             out = df.transform(clf)
             profiling_s = time.monotonic() - started
+            if args.progress_every > 0:
+                print(f"PROGRESS profiling ({mode}) done in {profiling_s:.0f}s", flush=True)
             # Counted while the rows are written (no second pass, which would call the models again);
             # the rows themselves are kept only when they must be compared with another run.
             observation = Observation("bench")
@@ -198,7 +225,8 @@ def main(argv=None) -> int:
             )
             server.reset_counters()
             started, cpu_started = time.monotonic(), tree_cpu_seconds()
-            observed.write.format("noop").mode("overwrite").save()
+            with Progress(server, started, args.progress_every):
+                observed.write.format("noop").mode("overwrite").save()
             apply_s = time.monotonic() - started
             run.cpu_s = tree_cpu_seconds() - cpu_started
             return clf, result, observation.get, profiling_s, apply_s, server.counters()

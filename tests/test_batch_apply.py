@@ -126,14 +126,38 @@ def test_an_unknown_execution_mode_is_a_configuration_error():
     assert SmartLLMClassifier().setParams(executionMode="batch").getExecutionMode() == "batch"
 
 
-def test_a_task_sends_its_whole_partition_as_one_batch_per_model_and_keeps_the_arrow_batches(tmp_path):
+def test_a_task_submits_every_arrow_batch_before_waiting_and_keeps_the_arrow_batches(tmp_path):
     import pandas as pd
 
     from smart_spark.spark.model import _make_apply
 
     with _batch_job(BatchConfig(completion_delay_s=0.05), tmp_path) as (server, spec, _):
         arrow_batches = [(pd.Series(KEYS[a:b]), pd.Series(TEXTS[a:b])) for a, b in ((0, 10), (10, 10), (10, 40))]
-        frames = list(_make_apply(spec, 8)(iter(arrow_batches)))  # batchSize 8 does not split a batch-mode task
+        consumed = []
+        frames_out = _make_apply(spec, 8)(x for x in arrow_batches if not consumed.append(1))
+        first = next(frames_out)
+        # The whole partition was read and submitted (one batch per model and Arrow batch, not per
+        # piece of 8 rows) before the first answers came back: the task holds one Arrow batch while waiting.
+        assert len(consumed) == 3
+        models = [{PLAN.route(k) for k in KEYS[a:b]} for a, b in ((0, 10), (10, 40))]
+        assert len(server.batch_api.created_batches()) == sum(map(len, models))
+        frames = [first, *frames_out]
         assert [len(f) for f in frames] == [10, 0, 30]
-        assert pd.concat(frames)["prediction"].notna().all()
-        assert len(server.batch_api.created_batches()) == 2  # one per model, not one per piece of 8 rows
+        assert pd.concat(frames)["prediction"].notna().all() and pd.concat(frames)["paid"].all()
+        assert len(server.batch_api.created_batches()) == sum(map(len, models))  # waited for, not resubmitted
+        assert _paid_once(server)
+
+
+def test_with_a_spend_cap_a_task_answers_its_partition_in_one_go(tmp_path):
+    import dataclasses
+
+    import pandas as pd
+
+    from smart_spark.spark.model import _make_apply
+
+    with _batch_job(BatchConfig(completion_delay_s=0.05), tmp_path) as (server, spec, _):
+        capped = dataclasses.replace(spec, row_budget=1.0)  # the cap binds nothing, but ahead-of-time sends could pass it
+        arrow_batches = [(pd.Series(KEYS[a:b]), pd.Series(TEXTS[a:b])) for a, b in ((0, 10), (10, 40))]
+        frames = list(_make_apply(capped, 8)(iter(arrow_batches)))
+        assert [len(f) for f in frames] == [10, 30] and pd.concat(frames)["prediction"].notna().all()
+        assert len(server.batch_api.created_batches()) == 2  # one per model for the whole partition

@@ -174,6 +174,35 @@ class BatchClient:
         blank = CallResult(model, None, None, 0, 0, 0.0, "empty prompt; not called", 0)
         return [results[k] if k is not None else blank for k in keys]
 
+    def submit(self, model: str, prompts: Sequence[str]) -> list[str]:
+        """Send the prompts that no recorded batch holds yet as batches, without waiting; their ids.
+
+        A task streams its partition this way: each chunk goes out as soon as it is
+        read, and :meth:`complete_batch` on the same prompts later waits for these
+        (recorded) batches instead of resubmitting. A submission the provider refuses
+        is only logged here: :meth:`complete_batch` then submits those prompts again
+        and handles the failure (on-line retry or an error), so nothing is dropped.
+        """
+        spec = self.catalogue.require(model, role="model")
+        prompts_by_key: dict[str, str] = {}
+        for prompt in prompts:
+            if isinstance(prompt, str) and prompt.strip():
+                prompts_by_key.setdefault(self.key(model, prompt), prompt)
+        covered = {
+            key for record in (self.recorded() if self.recorded else ()) if record.get("model") == model
+            for key in record.get("keys", ())
+        }
+        todo = [key for key in prompts_by_key if key not in covered]
+        created: list[str] = []
+        for start in range(0, len(todo), self.max_lines):
+            keys = todo[start : start + self.max_lines]
+            try:
+                created.append(self._submit(spec, keys, prompts_by_key).batch_id)
+            except openai.OpenAIError as exc:
+                log.warning("submitting %d requests of %s ahead failed (%s); they are sent again when "
+                            "their answers are needed", len(keys), model, _describe(exc))
+        return created
+
     def run(
         self, model: str, requests: Sequence[BatchRequest], *, recorded: Iterable[Mapping[str, Any]] = ()
     ) -> dict[str, CallResult]:

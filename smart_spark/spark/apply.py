@@ -256,6 +256,34 @@ def process_batch(
     return _frame(outcomes)
 
 
+def submit_ahead(spec: ApplySpec, keys: Sequence[Any], texts: Sequence[Any], *, client: Any = None) -> None:
+    """Batch mode, streamed: send these rows' first-choice calls as provider batches now, answer them later.
+
+    Only what :func:`process_batch` on the same rows would send first (rows whose
+    answer profiling already bought are not sent); a later :func:`process_batch`
+    waits for these batches (recorded in the answer store) instead of resubmitting.
+    """
+    from smart_spark.spark.answers import open_store
+    from smart_spark.spark.batch_calls import BatchPayingCaller
+
+    plan = _plan(spec.plan_json)
+    leaders, _, chains, prior = _triage(spec, plan, keys, texts, [Outcome() for _ in keys])
+    groups: dict[str, list[str]] = {}
+    for i in leaders:
+        model = chains[i][0]
+        if i in prior and model in prior[i].answers and model not in spec.cascades:
+            continue
+        groups.setdefault(model, []).append(spec.prompt(texts[i]))
+    if not groups:
+        return
+    store = open_store(spec.answers_path) if spec.answers_path else None
+    caller = BatchPayingCaller(spec, client if client is not None else client_for(spec), store=store)
+    try:
+        caller.submit(groups)
+    finally:
+        caller.close()
+
+
 def _batch_budget(spec: ApplySpec, rows: Sequence[int]):
     if spec.row_budget is None:
         return None

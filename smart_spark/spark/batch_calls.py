@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import pickle
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from smart_spark.spark.apply import SPEND_CAP, Answer, ApplySpec
 from smart_spark.spark.calls import PayingCaller
@@ -58,6 +61,19 @@ class BatchPayingCaller(PayingCaller):
 
     def close(self) -> None:
         self.batches.close()
+
+    def submit(self, groups: Mapping[str, Sequence[str]]) -> None:
+        """Send ``{model: prompts}`` as provider batches now, without waiting (answers already stored are not sent).
+
+        :meth:`ask` on the same prompts later waits for these recorded batches. No spend
+        budget here: :func:`apply_partition` only submits ahead when the job has no cap.
+        """
+        for model, prompts in groups.items():
+            keys = [self.key(model, p) for p in prompts]
+            stored = self._lookup(keys)
+            missing = [p for p, k in zip(prompts, keys) if k is None or k not in stored]
+            if missing:
+                self.batches.submit(model, missing)
 
     def _pay(self, calls: list[tuple[str, str, str | None]]) -> list[Answer]:
         answers: list[Answer | None] = [None] * len(calls)
@@ -113,3 +129,58 @@ class BatchPayingCaller(PayingCaller):
                     answers[j] = Answer(model, None, None, 0.0, result.error, False, cost)
                     retry.append(j)
         return retry
+
+
+def apply_partition(spec: ApplySpec, batches: Iterable[tuple[Any, Any]], guard: Any) -> Iterator[Any]:
+    """One batch-mode task: its Arrow batches in, one answered frame per Arrow batch out, in order.
+
+    Streamed (with an answer store and no spend cap): each Arrow batch's first-choice
+    calls are submitted as provider batches as soon as it is read (ids recorded in the
+    store), and its rows are spilled to a local file; once every batch is out, the rows
+    are read back one Arrow batch at a time and answered by :func:`process_batch`, whose
+    caller waits for the recorded batches instead of resubmitting. So the task holds one
+    Arrow batch in memory while the provider works, and all its batches run at once.
+
+    With a spend cap the whole partition is answered in one go (its lines are reserved
+    against the cap before any is sent, which submitting ahead chunk by chunk could
+    not guarantee); without a store nothing would find the batches submitted ahead.
+    """
+    from smart_spark.spark.apply import process_batch, submit_ahead
+
+    if not spec.answers_path or spec.row_budget is not None:
+        sizes, keys, texts = [], [], []
+        for batch_keys, batch_texts in batches:
+            sizes.append(len(batch_keys))
+            keys += batch_keys.tolist()
+            texts += batch_texts.tolist()
+        frame = process_batch(spec, keys, texts)
+        start = 0
+        for size in sizes:
+            piece = frame.iloc[start : start + size].reset_index(drop=True)
+            start += size
+            guard.add(piece)
+            yield piece
+        guard.check()
+        return
+    with tempfile.TemporaryDirectory(prefix="smart-batch-rows-", dir=_local_dir()) as folder:
+        path = os.path.join(folder, "rows.pickle")
+        chunks = 0
+        with open(path, "wb") as spill:
+            for batch_keys, batch_texts in batches:
+                keys, texts = batch_keys.tolist(), batch_texts.tolist()
+                submit_ahead(spec, keys, texts)
+                pickle.dump((keys, texts), spill, protocol=pickle.HIGHEST_PROTOCOL)
+                chunks += 1
+        with open(path, "rb") as spill:
+            for _ in range(chunks):
+                keys, texts = pickle.load(spill)  # our own file, written just above
+                frame = process_batch(spec, keys, texts)
+                guard.add(frame)
+                yield frame
+    guard.check()
+
+
+def _local_dir() -> str | None:
+    """The executor's first Spark local directory (where Spark spills too), else the temp dir."""
+    local = os.environ.get("SPARK_LOCAL_DIRS", "").split(",")[0].strip()
+    return local if local and os.path.isdir(local) else None

@@ -325,8 +325,8 @@ def _make_apply(shipped, batch_size: int):
     """The pandas UDF body (one call per task); ``shipped`` is the ApplySpec or a Broadcast of it.
 
     On-line, each Arrow batch is answered in pieces of ``batch_size`` rows. In batch
-    mode the task's whole partition is answered at once (one provider batch per model
-    instead of one wait per piece), then handed back in the Arrow batches it came in.
+    mode every Arrow batch is submitted before any is waited for, and answered in the
+    Arrow batches it came in (:func:`smart_spark.spark.batch_calls.apply_partition`).
     """
 
     def SMART_apply(batches):  # noqa: N802 - the name shows in Spark plans
@@ -335,19 +335,9 @@ def _make_apply(shipped, batch_size: int):
         spec = shipped.value if hasattr(shipped, "value") else shipped
         guard = ErrorRateGuard(spec)
         if spec.execution_mode == "batch":
-            sizes, keys, texts = [], [], []
-            for batch_keys, batch_texts in batches:
-                sizes.append(len(batch_keys))
-                keys += batch_keys.tolist()
-                texts += batch_texts.tolist()
-            frame = process_batch(spec, keys, texts)
-            start = 0
-            for size in sizes:
-                piece = frame.iloc[start : start + size].reset_index(drop=True)
-                start += size
-                guard.add(piece)
-                yield piece
-            guard.check()
+            from smart_spark.spark.batch_calls import apply_partition
+
+            yield from apply_partition(spec, batches, guard)
             return
         for keys, texts in batches:
             keys, texts = keys.tolist(), texts.tolist()

@@ -91,3 +91,30 @@ def test_profiler_scores_each_confirmation_row_by_its_split_member(monkeypatch):
     assert plan.blend == blend and plan.blend_bound == pytest.approx(plan.bounds.get("A+B", plan.blend_bound))
     assert plan.fractions["A"] == pytest.approx(plan.fractions["B"])
     assert plan.agreement_bound >= 0.5 - 1e-9
+
+
+def test_day2_confirmation_flags_a_blend_whose_members_drifted():
+    """Day 2 confirms a blend plan's members (Bonferroni, valid); the blend fails when its weighted uppers drop."""
+    from smart_spark.engine.confirm import PlanEstimates, confirm_plan
+
+    plan = _plan(fractions={"a": 0.45, "b": 0.45, "ref": 0.10}, blend={"a": 0.5, "b": 0.5}, blend_bound=0.88,
+                 n_total=20_000, n_remaining=20_000, remaining_target=0.9)
+    config = SmartConfig(0.9, 0.95, seed=3, batch_size=4096)
+    estimates = PlanEstimates({"a": (800, 690), "b": (800, 750)})
+    rng = np.random.default_rng(0)
+
+    def source_with(rate_a):
+        flags = {"a": rng.random(20_000) < rate_a, "b": rng.random(20_000) < 0.94}
+
+        def source(model, positions):
+            positions = np.asarray(positions, dtype=np.int64)
+            keys = flags[model][positions] if model in flags else np.ones(len(positions), dtype=bool)
+            return AnswerArrays(keys=keys, costs=np.full(len(positions), plan.unit_costs[model]),
+                                ok=np.ones(len(positions), dtype=bool))
+        return source
+
+    fine = confirm_plan(plan, 20_000, 20_000, source_with(0.86), config, rates=estimates, solver="enumerate")
+    assert fine.holds
+    drifted = confirm_plan(plan, 20_000, 20_000, source_with(0.50), config, rates=estimates, solver="enumerate")
+    assert not drifted.holds and set(drifted.failing_models) == {"a", "b"}
+    assert drifted.plan.agreement_bound >= 0.9 - 1e-9 or set(drifted.plan.fractions) == {"ref"}

@@ -55,7 +55,7 @@ def main() -> int:
     catalogue = ["# Prices for jobs/stats/*.csv (written by jobs/synthetic_stats.py): USD per item = input price per 1k.",
                  "models:"]
     for model, cost in priced.items():
-        catalogue += [f"  - name: {model}", f"    input_price_per_1k: {cost:.6g}", "    output_price_per_1k: 0"]
+        catalogue += [f"  - name: {model}", f"    input_price_per_1k: {cost:.8f}", "    output_price_per_1k: 0"]
     (OUT / "synthetic_prices.yaml").write_text("\n".join(catalogue) + "\n")
     print(f"wrote {len(FILES)} statistics files and synthetic_prices.yaml to {OUT}")
     return 0

@@ -15,6 +15,15 @@ agreement is drawn from its Jeffreys posterior, independently across models
 error-budget split with the lowest expected total; size 0 means "stop now and
 send the rest to the reference".
 
+Allocations: one model with the whole budget, a pair splitting it (union
+bound; the plan may lean on either after confirmation, a hedge), or a *blend*:
+two models certified as one at the whole budget, their ratio fixed here
+(``BLEND_RATIOS``). A blend's confirmation scores each row by the member the
+split hash picks, so its rate is ``r p_i + (1 - r) p_j`` and its bound is one
+exact bound; it drops half of each row's answers, which on independent flags
+usually costs more than the union bound saves, so the rule picks it only where
+its expected total is lower.
+
 Everything here looks only at pilot data, which is why the choice of size and
 split cannot bias the confirmation bounds (see ``bounds.py``).
 """

@@ -38,7 +38,7 @@ from smart_spark.engine.confirm import (
     confirmation_design,
 )
 from smart_spark.engine.engine import SmartEngine
-from smart_spark.engine.plan import Plan, stable_unit_hash
+from smart_spark.engine.plan import Plan, split_unit_hash, stable_unit_hash
 from smart_spark.engine.profiler import AnswerArrays
 from smart_spark.paper.simulation import SimDataset, SimModel, make_population
 
@@ -101,8 +101,10 @@ def route_realised(plan: Plan, dataset: SimDataset, flags: np.ndarray, remaining
     index = {m.name: i for i, m in enumerate(dataset.candidates)}
     cost_of = {m.name: m.unit_cost for m in dataset.models}
     ordered = sorted(plan.fractions)
-    u = np.fromiter((stable_unit_hash(f"{salt}:{item}", plan.seed) for item in remaining), float, len(remaining))
-    chosen = plan.route_units(u)
+    keys = [f"{salt}:{item}" for item in remaining]
+    u = np.fromiter((stable_unit_hash(key, plan.seed) for key in keys), float, len(keys))
+    split = np.fromiter((split_unit_hash(key, plan.seed) for key in keys), float, len(keys)) if plan.blend else None
+    chosen = plan.route_units(u, split)
     agreements, cost = 0, 0.0
     for k, model in enumerate(ordered):
         items = remaining[chosen == k]

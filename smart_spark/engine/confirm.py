@@ -374,7 +374,7 @@ def confirm_plan(
         sample.ask_until(min(look_size, cap))
         profile = _confirmation_profile(plan, n_total, config, design, sample, weight)
         new_plan = plan_from_profile(profile, config, solver)
-        failing = [m for m in design.models if profile.stats[m].upper < plan.bounds.get(m, 0.0)]
+        failing = _failing(plan, design, profile)
         if progress is not None:
             progress({"phase": "confirmation", "items_done": sample.size, "spent": profile.spent,
                       "bounds": {m: (profile.stats[m].lower, profile.stats[m].upper) for m in design.models}})
@@ -383,6 +383,21 @@ def confirm_plan(
             break
     holds = not failing
     return ConfirmationResult(holds, new_plan, profile, failing, profile.spent, "confirmed" if holds else "drift")
+
+
+def _failing(plan: Plan, design: ConfirmationDesign, profile: Profile) -> list[str]:
+    """Models significantly worse on the new sample than the saved plan relied on.
+
+    A blend's members have no bound of their own: they fail together when the
+    blend's share-weighted upper bounds fall below the blend's saved bound
+    (each upper holds at its drift alpha, so the union covers the blend too).
+    """
+    failing = [m for m in design.models if profile.stats[m].upper < plan.bounds.get(m, 0.0)]
+    if plan.blend and set(plan.blend) <= set(design.models):
+        upper = sum(share * profile.stats[m].upper for m, share in plan.blend.items())
+        if upper < plan.blend_bound:
+            failing += [m for m in sorted(plan.blend) if m not in failing]
+    return failing
 
 
 def _stop_early(design: ConfirmationDesign, plan: Plan, profile: Profile, n_total: int, sample: "_Sample") -> bool:

@@ -10,9 +10,9 @@ import numpy as np
 
 from smart_spark.engine.bounds import group_lower
 from smart_spark.engine.config import SmartConfig
-from smart_spark.engine.plan import Plan
+from smart_spark.engine.plan import Plan, blend_name
 from smart_spark.engine.planner import MixSolution, Option, solve_mix
-from smart_spark.engine.profiler import AnswerSource, Profile, Profiler, ProgressCallback
+from smart_spark.engine.profiler import AnswerSource, Profile, Profiler, ProgressCallback, RowKeys
 
 _MAX_REPLANS = 6
 
@@ -38,9 +38,13 @@ class SmartEngine:
         solver: str = "cbc",
         max_parallel_models: int = 4,
         prices: Mapping[str, float] | None = None,
+        row_keys: RowKeys | None = None,
     ):
         """``prices``: optional expected USD per item per model (from the catalogue),
-        used before any call to skip profiling that cannot pay for itself."""
+        used before any call to skip profiling that cannot pay for itself.
+        ``row_keys(positions) -> keys``: the routing key of each pool position,
+        so a blend is scored on profiled rows by the split hash the apply phase
+        routes with (``plan.split_unit_hash``)."""
         if reference not in models:
             raise ValueError(f"reference model {reference!r} is not among the models {list(models)}")
         if len(set(models)) != len(models):
@@ -51,6 +55,7 @@ class SmartEngine:
         self.solver = solver
         self.max_parallel_models = max_parallel_models
         self.prices = dict(prices or {})
+        self.row_keys = row_keys
 
     def run(
         self,
@@ -67,6 +72,7 @@ class SmartEngine:
             progress=progress,
             max_parallel_models=self.max_parallel_models,
             prices=self.prices,
+            row_keys=self.row_keys,
         )
         profile = profiler.run(n_total, pool_size)
         return SmartResult(profile, plan_from_profile(profile, self.config, self.solver))
@@ -91,6 +97,7 @@ def plan_from_profile(profile: Profile, config: SmartConfig, solver: str = "cbc"
         solution = _mix(profile, confirmed, target, config.error_budget, solver)
     else:
         solution = MixSolution({profile.reference: 1.0}, bounds={profile.reference: 1.0})
+    solution, blend, blend_bound = _expand_blend(solution, profile.blend)
     return Plan(
         fractions=solution.fractions,
         reference=profile.reference,
@@ -107,7 +114,23 @@ def plan_from_profile(profile: Profile, config: SmartConfig, solver: str = "cbc"
         reference_failure_rate=profile.reference_failure_rate,
         estimates=_estimates(profile, solution.fractions),
         reason=profile.reason or _plan_reason(solution.fractions, profile.reference, confirmed),
+        blend=blend,
+        blend_bound=blend_bound,
     )
+
+
+def _expand_blend(solution: MixSolution, blend: dict[str, float]) -> tuple[MixSolution, dict[str, float], float]:
+    """Give the blend's share to its members (at the ratio fixed on the pilot); they share its one bound and alpha."""
+    name = blend_name(blend) if blend else None
+    if name is None or name not in solution.fractions:
+        return solution, {}, 0.0
+    share = solution.fractions[name]
+    fractions = {m: x for m, x in solution.fractions.items() if m != name}
+    fractions.update({m: share * inside for m, inside in blend.items()})
+    alphas = {m: a for m, a in solution.alphas.items() if m != name}
+    alphas.update({m: solution.alphas[name] for m in blend})
+    bounds = {m: b for m, b in solution.bounds.items() if m != name}
+    return MixSolution(fractions, alphas, bounds, solution.cost_per_item), dict(blend), solution.bounds[name]
 
 
 def _estimates(profile: Profile, fractions) -> dict[str, float]:

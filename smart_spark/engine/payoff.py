@@ -15,19 +15,29 @@ agreement is drawn from its Jeffreys posterior, independently across models
 error-budget split with the lowest expected total; size 0 means "stop now and
 send the rest to the reference".
 
+Allocations: one model with the whole budget, a pair splitting it (union
+bound; the plan may lean on either after confirmation, a hedge), or a *blend*:
+two models certified as one at the whole budget, their ratio fixed here
+(``BLEND_RATIOS``). A blend's confirmation scores each row by the member the
+split hash picks, so its rate is ``r p_i + (1 - r) p_j`` and its bound is one
+exact bound; it drops half of each row's answers, which on independent flags
+usually costs more than the union bound saves, so the rule picks it only where
+its expected total is lower.
+
 Everything here looks only at pilot data, which is why the choice of size and
 split cannot bias the confirmation bounds (see ``bounds.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
 from smart_spark.engine.bounds import approx_lower, cp_lower, effective_size, group_lower
 from smart_spark.engine.planner import enumerate_mix_costs
+from smart_spark.engine.plan import blend_name
 
 #: Budget shares a model may take in the mix program (fractions of 1 - confidence).
 BUDGET_SHARES = (1.0, 0.75, 2 / 3, 0.5, 1 / 3, 0.25)
@@ -67,13 +77,23 @@ class PilotSummary(RunState):
     group_aware: bool = True
 
 
+#: Shares of a blend's first member (in name order) the pays-off rule may fix on the pilot.
+BLEND_RATIOS = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
 @dataclass(frozen=True)
 class Confirmation:
-    """The decision: confirm on ``size`` fresh items, with these budget shares per model."""
+    """The decision: confirm on ``size`` fresh items, with these budget shares per model.
+
+    With ``blend`` (member -> share within it) the one model in ``alphas`` is
+    the blend (``plan.blend_name``), certified as one at its whole alpha; its
+    members are both called on every confirmation item.
+    """
 
     size: int
     alphas: dict[str, float]
     expected_total_cost: float
+    blend: dict[str, float] = field(default_factory=dict)
 
 
 def remaining_target(accuracy_target: float, n_total: int, n_profiled) -> np.ndarray:
@@ -160,6 +180,8 @@ class LookState(RunState):
     alphas: dict[str, float]
     weight_now: float
     later_looks: tuple[tuple[int, float], ...]  # (items more than now, budget share)
+    #: USD per confirmation item when it is not the reference plus ``alphas``' models (a blend calls its members).
+    confirm_cost: float | None = None
 
 
 def plan_cost_now(state: LookState, method: str) -> float:
@@ -211,7 +233,9 @@ def continue_pays(state: LookState, method: str) -> bool:
     k_now = np.array([state.counts[m][1] for m in models], dtype=float)
     alpha = np.array([state.alphas[m] for m in models])
     remaining = state.n_total - state.n_profiled
-    confirm_cost = state.unit_costs[state.reference] + sum(state.unit_costs[m] for m in models)
+    confirm_cost = state.confirm_cost
+    if confirm_cost is None:
+        confirm_cost = state.unit_costs[state.reference] + sum(state.unit_costs[m] for m in models)
     for step, weight in state.later_looks:
         lower = approx_lower(k_now[None, :] + rates * step, n_now[None, :] + step, alpha[None, :] * weight)
         target = remaining_target(state.accuracy_target, state.n_total, np.array([state.n_profiled + step]))
@@ -300,6 +324,54 @@ def _best_mix(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmatio
         if totals[g] < best.expected_total_cost:
             alphas = {candidates[i]: float(a) for i, a in zip(models, alpha)}
             best = Confirmation(int(sizes[g]), alphas, float(totals[g]))
+    return _best_blend(pilot, candidates, rates, sizes, targets, rest, best)
+
+
+def blend_pairs(candidates: list[str], rates: np.ndarray, costs: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs worth blending: both on the pilot's cost/agreement frontier, the dearer one the better.
+
+    A model that another beats on both cost and pilot agreement would only
+    make a blend dearer or worse than blending that other one, so it is left
+    out (this keeps the search small with many models).
+    """
+    median = np.median(rates, axis=0)
+    frontier = [
+        i for i in range(len(candidates))
+        if not any((costs[j] <= costs[i]) & (median[j] >= median[i]) & ((costs[j] < costs[i]) | (median[j] > median[i]))
+                   for j in range(len(candidates)))
+    ]
+    return [
+        (i, j) for i in frontier for j in frontier
+        if i < j and (costs[i] - costs[j]) * (median[i] - median[j]) > 0
+    ]
+
+
+def _best_blend(pilot, candidates, rates, sizes, targets, rest, best: Confirmation) -> Confirmation:
+    """Beat ``best`` with a blend: two models certified as one at the whole budget, ratio fixed now.
+
+    The blend's agreement is ``r p_i + (1 - r) p_j`` (each confirmation item is
+    scored by the member the split hash picks), so the pilot's posterior
+    scenarios predict it directly; the plan is the blend plus the reference.
+    """
+    c_ref = pilot.unit_costs[pilot.reference]
+    costs = np.array([pilot.unit_costs[m] for m in candidates])
+    alpha = np.array([pilot.budget])
+    for i, j in blend_pairs(candidates, rates, costs):
+        confirm_cost = c_ref + costs[i] + costs[j]
+        for ratio in BLEND_RATIOS:
+            rate = (ratio * rates[:, i] + (1 - ratio) * rates[:, j])[:, None]
+            unit_cost = np.array([ratio * costs[i] + (1 - ratio) * costs[j], c_ref])
+            bounds = _predicted_bounds(rate, sizes, alpha)
+            if pilot.group_aware:
+                plan_cost = _group_corrected_costs(rate, sizes, rest, alpha, unit_cost, targets, pilot.budget, bounds)
+            else:
+                plan_cost = _mix_costs(bounds, alpha, unit_cost, targets, pilot.budget)
+            totals = _totals(pilot, sizes, plan_cost.mean(axis=1), confirm_cost)
+            totals[sizes == 0] = np.inf
+            g = int(np.argmin(totals))
+            if totals[g] < best.expected_total_cost:
+                blend = {candidates[i]: ratio, candidates[j]: round(1.0 - ratio, 10)}
+                best = Confirmation(int(sizes[g]), {blend_name(blend): pilot.budget}, float(totals[g]), blend)
     return best
 
 

@@ -21,6 +21,14 @@ Routing and escalation semantics (what the guarantee covers):
 - Profiled rows are exact only because each is a distinct row: the Spark layer
   makes keys unique when ``idCol`` is not, so one profiled answer never stands
   for several rows.
+
+Blends: a plan may certify two models as *one* (``blend``: member -> share
+within the blend, fixed on the pilot). The blend's rows are one block of the
+route hash; inside it a second, independent hash of the key
+(:func:`split_unit_hash`) picks the member. Profiling scores each confirmation
+row by the member the same split hash picks for it, so the blend is a single
+model with one agreement flag per row and one exact bound at its full alpha
+(``engine/blend.py``); no union bound over the pair.
 """
 
 from __future__ import annotations
@@ -35,7 +43,20 @@ _UNIT = float(2**64)
 
 def stable_unit_hash(key: str, seed: int) -> float:
     """Map ``key`` to [0, 1) identically in every process and Python version."""
-    digest = hashlib.blake2b(str(key).encode("utf-8"), digest_size=8, key=str(seed).encode())
+    return _unit_hash(key, str(seed))
+
+
+def split_unit_hash(key: str, seed: int) -> float:
+    """The hash that picks a blend's member: like :func:`stable_unit_hash`, under another BLAKE2b key.
+
+    A different key makes it independent of the route hash, so the member
+    chosen inside the blend's block is as random as the block itself.
+    """
+    return _unit_hash(key, f"blend-split-{seed}")
+
+
+def _unit_hash(key: str, salt: str) -> float:
+    digest = hashlib.blake2b(str(key).encode("utf-8"), digest_size=8, key=salt.encode())
     return int.from_bytes(digest.digest(), "big") / _UNIT
 
 
@@ -61,6 +82,10 @@ class Plan:
     estimates: dict[str, float] = field(default_factory=dict)
     #: Why the plan is reference-only (empty otherwise); logged and sent to MLflow.
     reason: str = ""
+    #: Models certified together as one (member -> share within the blend, summing to 1); empty: none.
+    blend: dict[str, float] = field(default_factory=dict)
+    #: The blend's one lower bound on its agreement (its members have no bound of their own).
+    blend_bound: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.fractions:
@@ -68,8 +93,19 @@ class Plan:
         total = sum(self.fractions.values())
         if abs(total - 1.0) > 1e-6 or any(s < 0 for s in self.fractions.values()):
             raise ValueError(f"plan fractions must be >= 0 and sum to 1, got {self.fractions}")
+        if self.blend:
+            inside = sum(self.blend.values())
+            if set(self.blend) - set(self.fractions) or abs(inside - 1.0) > 1e-6 or len(self.blend) < 2:
+                raise ValueError(f"plan blend must name >= 2 plan models with shares summing to 1, got {self.blend}")
 
     # --- routing -----------------------------------------------------------
+    def _groups(self) -> list[tuple[str, float]]:
+        """Route-hash blocks in order: each plan model, the blend's members as one block."""
+        groups = {m: x for m, x in self.fractions.items() if m not in self.blend}
+        if self.blend:
+            groups[blend_name(self.blend)] = sum(self.fractions[m] for m in self.blend)
+        return sorted(groups.items())
+
     @property
     def models_by_cost(self) -> list[str]:
         """Plan models, cheapest expected unit cost first (reference last on ties)."""
@@ -79,26 +115,39 @@ class Plan:
         )
 
     def route(self, key: str) -> str:
-        """The model for a row key: a stable hash against the cumulative shares."""
-        u = stable_unit_hash(key, self.seed)
-        cumulative = 0.0
-        ordered = sorted(self.fractions)
-        for model in ordered:
-            cumulative += self.fractions[model]
-            if u < cumulative:
-                return model
-        return ordered[-1]
+        """The model for a row key: a stable hash against the cumulative shares.
 
-    def route_units(self, units):
-        """``route`` for many precomputed ``stable_unit_hash`` values at once (same answers).
+        A blend is one block of that hash; :func:`split_unit_hash` then picks its member.
+        """
+        group = _pick(self._groups(), stable_unit_hash(key, self.seed))
+        if self.blend and group == blend_name(self.blend):
+            return blend_member(self.blend, split_unit_hash(key, self.seed))
+        return group
 
-        Returns model indices into ``sorted(self.fractions)``; the simulations use it.
+    def route_units(self, units, split_units=None):
+        """``route`` for many precomputed hash values at once (same answers).
+
+        ``units``: ``stable_unit_hash`` of each key; ``split_units``: its
+        ``split_unit_hash`` (needed only when the plan has a blend). Returns
+        model indices into ``sorted(self.fractions)``; the simulations use it.
         """
         import numpy as np
 
+        groups = self._groups()
+        edges = np.cumsum([share for _, share in groups])
+        picked = np.minimum(np.searchsorted(edges, np.asarray(units, dtype=float), side="right"), len(groups) - 1)
         ordered = sorted(self.fractions)
-        edges = np.cumsum([self.fractions[m] for m in ordered])
-        return np.minimum(np.searchsorted(edges, np.asarray(units, dtype=float), side="right"), len(ordered) - 1)
+        names = np.array([ordered.index(g) if g in self.fractions else -1 for g, _ in groups])
+        out = names[picked]
+        if self.blend:
+            if split_units is None:
+                raise ValueError("a plan with a blend routes with split_units (split_unit_hash of each key)")
+            members = sorted(self.blend)
+            inner = np.cumsum([self.blend[m] for m in members])
+            which = np.minimum(np.searchsorted(inner, np.asarray(split_units, dtype=float), side="right"), len(members) - 1)
+            member_index = np.array([ordered.index(m) for m in members])[which]
+            out = np.where(out < 0, member_index, out)
+        return out
 
     def escalation(self, model: str) -> list[str]:
         """Models to try, in order, after ``model`` failed: dearer plan models, then the reference.
@@ -125,9 +174,13 @@ class Plan:
         """
         if not self.n_total:
             return 1.0
-        remaining = sum(share * self.bounds.get(model, 1.0 if model == self.reference else 0.0)
-                        for model, share in self.fractions.items())
+        remaining = sum(share * self._bound_of(model) for model, share in self.fractions.items())
         return (self.n_total - self.n_remaining + self.n_remaining * remaining) / self.n_total
+
+    def _bound_of(self, model: str) -> float:
+        if model in self.blend:
+            return self.blend_bound
+        return self.bounds.get(model, 1.0 if model == self.reference else 0.0)
 
     @property
     def failure_slack_rows(self) -> int:
@@ -146,7 +199,7 @@ class Plan:
         """
         if not self.n_total:
             return 1.0
-        remaining = sum(share * self.estimates.get(model, self.bounds.get(model, 1.0 if model == self.reference else 0.0))
+        remaining = sum(share * self.estimates.get(model, self._bound_of(model))
                         for model, share in self.fractions.items())
         return (self.n_total - self.n_remaining + self.n_remaining * remaining) / self.n_total
 
@@ -187,6 +240,12 @@ class Plan:
                 + (f"  agreement >= {bound:.4f}" if bound is not None else "")
                 + (f"  (alpha {self.alphas[model]:.4f})" if model in self.alphas else "")
             )
+        if self.blend:
+            lines.append(
+                f"  blend {blend_name(self.blend)} certified as one model: agreement >= {self.blend_bound:.4f}"
+                f" (members picked by a second hash: "
+                + ", ".join(f"{m} {x:.0%}" for m, x in sorted(self.blend.items())) + ")"
+            )
         if self.reason:
             lines.append(f"  reference only: {self.reason}")
         lines.append(
@@ -204,3 +263,22 @@ class Plan:
             + (f" ({ref / self.expected_cost:.1f}x cheaper)" if self.expected_cost > 0 else "")
         )
         return "\n".join(lines)
+
+
+def blend_name(blend) -> str:
+    """The name a blend goes by in plans, profiles and logs: its members joined by ``+``."""
+    return "+".join(sorted(blend))
+
+
+def blend_member(blend: dict[str, float], split_unit: float) -> str:
+    """The member of ``blend`` a row with this ``split_unit_hash`` goes to."""
+    return _pick(sorted(blend.items()), split_unit)
+
+
+def _pick(groups: list[tuple[str, float]], u: float) -> str:
+    cumulative = 0.0
+    for name, share in groups:
+        cumulative += share
+        if u < cumulative:
+            return name
+    return groups[-1][0]

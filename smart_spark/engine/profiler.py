@@ -20,6 +20,13 @@ with the reference (items where the *reference* failed are left out: they have
 no answer to compare with and are not profiled). The reference's own failure
 rate is measured and reported (``Profile.reference_failure_rate``).
 
+Blends: when the pays-off rule picks a blend (two models certified as one at
+the whole alpha, ``payoff.Confirmation.blend``), both members are called on
+every confirmation item and the item is scored by the member the production
+split hash (``plan.split_unit_hash`` of the row key) picks for it: the blend's
+agreement flag, the same per-row variable the apply phase realises on its
+routed rows. Its counts and bound are ``Profile.stats[plan.blend_name(...)]``.
+
 Duplicates: pool positions are taken to be distinct rows. The Spark layer
 makes row keys unique before sampling, so two profiled positions are never the
 same row counted twice.
@@ -52,12 +59,15 @@ from smart_spark.engine.payoff import (
     look_schedule,
     remaining_target,
 )
+from smart_spark.engine.plan import blend_member, blend_name, split_unit_hash
 from smart_spark.llm.labels import agreement_key
 
 logger = logging.getLogger("smart_spark.profiler")
 
 AnswerSource = Callable[[str, Sequence[int]], Any]
 ProgressCallback = Callable[[dict], None]
+#: ``row_keys(positions) -> keys``: the routing key of each pool position (the operator's row id).
+RowKeys = Callable[[Sequence[int]], Sequence[Any]]
 
 #: Below this many items per pilot item there is too little left to save on.
 _MIN_ITEMS_PER_PILOT_ITEM = 4
@@ -141,6 +151,8 @@ class Profile:
     confirmation_size: int = 0
     #: Why no model was profiled (empty when profiling ran); logged and sent to MLflow.
     reason: str = ""
+    #: The blend confirmed as one model (member -> share within it); its stats are under its name.
+    blend: dict[str, float] = field(default_factory=dict)
 
     @property
     def reference_failure_rate(self) -> float:
@@ -244,10 +256,15 @@ class Profiler:
         progress: ProgressCallback | None = None,
         max_parallel_models: int = 1,
         prices: Mapping[str, float] | None = None,
+        row_keys: RowKeys | None = None,
     ):
         """``prices``: expected USD per item per model, known before any call
-        (e.g. from the catalogue); used only to skip profiling that cannot pay."""
+        (e.g. from the catalogue); used only to skip profiling that cannot pay.
+        ``row_keys``: the routing key of each pool position, for scoring a blend
+        with the production split hash; without it the position stands in (any
+        key the answers do not depend on gives a valid bound)."""
         self.config = config
+        self.row_keys = row_keys
         self.prices = dict(prices or {})
         self.candidates = [m for m in candidates if m != reference]
         self._all_candidates = list(self.candidates)
@@ -284,10 +301,10 @@ class Profiler:
             "SMART pilot done on %d items: confirming %s on about %d more items",
             pilot_size, sorted(decision.alphas) or "nothing", decision.size,
         )
-        confirm = _Tally(list(decision.alphas))
+        confirm = _Tally([*decision.alphas, *sorted(decision.blend)])
         weight = self._confirm(n_total, pilot, confirm, decision, pilot_size, max_more)
         done = len(self._positions) - pilot_size
-        return self._profile(n_total, decision.alphas, pilot, confirm, pilot_size, done, weight)
+        return self._profile(n_total, decision.alphas, pilot, confirm, pilot_size, done, weight, blend=decision.blend)
 
     def _pilot(self, n_total: int, pilot_size: int, limit: int, pilot: _Tally) -> list[str]:
         """Run the pilot; return the candidates still in it at the end.
@@ -371,36 +388,53 @@ class Profiler:
             return 0.0
         looks = look_schedule(decision.size, max_more)
         models = list(decision.alphas)
+        called = sorted(decision.blend) or models
+        pilot_counts = {m: (pilot.n[m], pilot.k[m]) for m in called}
+        if decision.blend:
+            pilot_counts = {models[0]: _blend_pilot_counts(decision.blend, pilot_counts)}
         for index, (size, weight) in enumerate(looks):
-            self._stage("confirmation", range(len(self._positions), start + size), models, confirm)
+            self._stage("confirmation", range(len(self._positions), start + size), called, confirm, decision.blend)
+            run_state = self._run_state(n_total, decision.blend)
             state = LookState(
-                **self._run_state(n_total),
-                pilot_counts={m: (pilot.n[m], pilot.k[m]) for m in models},
+                **run_state,
+                pilot_counts=pilot_counts,
                 counts={m: (confirm.n[m], confirm.k[m]) for m in models},
                 alphas=decision.alphas,
                 weight_now=weight,
                 later_looks=tuple((later - size, w) for later, w in looks[index + 1 :]),
+                confirm_cost=run_state["unit_costs"][self.reference] + sum(run_state["unit_costs"][m] for m in called),
             )
             if not continue_pays(state, self.config.method):
                 return weight
         return weight
 
     # --- stages -------------------------------------------------------------
-    def _stage(self, phase: str, positions: range, models: list[str], tally: _Tally) -> None:
+    def _stage(self, phase: str, positions: range, models: list[str], tally: _Tally, blend=None) -> None:
         batch = self.config.batch_size
         for start in range(positions.start, positions.stop, batch):
             chunk = list(range(start, min(start + batch, positions.stop)))
             answers = self._ask_all([self.reference, *models], chunk)
             ref = answers[self.reference]
             self._record_reference(chunk, ref)
+            agree = {}
             for model in models:
                 got = answers[model]
                 # A failed candidate call counts as a disagreement (it is not left
                 # out): the bound then covers every row routed to the model, so a
                 # failed call in the apply phase may escalate to any model without
                 # leaving a row whose agreement was never measured.
-                tally.add(model, got.ok & (got.keys == ref.keys), ref.ok)
+                agree[model] = got.ok & (got.keys == ref.keys)
+                if model in tally.n:
+                    tally.add(model, agree[model], ref.ok)
+            if blend:
+                tally.add(blend_name(blend), self._blend_flags(blend, chunk, agree), ref.ok)
             self._report(phase, tally)
+
+    def _blend_flags(self, blend: dict[str, float], chunk: list[int], agree: dict[str, np.ndarray]) -> np.ndarray:
+        """Each item's agreement under the blend: its split-hash member's (as the apply phase routes it)."""
+        keys = self.row_keys(chunk) if self.row_keys is not None else [str(p) for p in chunk]
+        members = [blend_member(blend, split_unit_hash(key, self.config.seed)) for key in keys]
+        return np.array([agree[m][i] for i, m in enumerate(members)], dtype=bool)
 
     def _ask_all(self, models: list[str], chunk: list[int]) -> dict[str, AnswerArrays]:
         def ask(model: str) -> AnswerArrays:
@@ -436,10 +470,10 @@ class Profiler:
         )
         return decide_confirmation(summary, self.config.method)
 
-    def _run_state(self, n_total: int) -> dict:
-        """The fields of ``payoff.RunState`` as they stand now."""
+    def _run_state(self, n_total: int, blend=None) -> dict:
+        """The fields of ``payoff.RunState`` as they stand now (with the blend's unit cost when given)."""
         return dict(
-            unit_costs=self._unit_costs(),
+            unit_costs=self._unit_costs(blend),
             reference=self.reference,
             n_total=n_total,
             n_profiled=int(np.sum(self._ref_ok)),
@@ -447,8 +481,11 @@ class Profiler:
             budget=self.config.error_budget,
         )
 
-    def _unit_costs(self) -> dict[str, float]:
-        return {m: (c / n if n else self.prices.get(m, float("nan"))) for m, (n, c) in self._calls.items()}
+    def _unit_costs(self, blend=None) -> dict[str, float]:
+        costs = {m: (c / n if n else self.prices.get(m, float("nan"))) for m, (n, c) in self._calls.items()}
+        if blend:
+            costs[blend_name(blend)] = sum(share * costs[m] for m, share in blend.items())
+        return costs
 
     def _report(self, phase: str, tally: _Tally) -> None:
         if self.progress is None and not logger.isEnabledFor(logging.INFO):
@@ -472,18 +509,19 @@ class Profiler:
             self.progress(event)
 
     # --- result -------------------------------------------------------------
-    def _profile(self, n_total, alphas, pilot: _Tally, confirm: _Tally, pilot_size, confirm_size, weight=0.0, reason: str = "") -> Profile:
+    def _profile(self, n_total, alphas, pilot: _Tally, confirm: _Tally, pilot_size, confirm_size, weight=0.0,
+                 reason: str = "", blend=None) -> Profile:
         positions = np.asarray(self._positions, dtype=np.int64)
         ref_ok = np.asarray(self._ref_ok, dtype=bool)
         target = float(remaining_target(self.config.accuracy_target, n_total, int(ref_ok.sum())))
-        unit_costs = self._unit_costs()
+        unit_costs = self._unit_costs(blend)
         budget = self.config.error_budget
         stats = {
             self.reference: ModelStats(
                 self.reference, 0, 0, 1.0, 1.0, unit_costs[self.reference], "reference"
             )
         }
-        for model in self._all_candidates:
+        for model in [*self._all_candidates, *([blend_name(blend)] if blend else [])]:
             n, k = confirm.n.get(model, 0), confirm.k.get(model, 0)
             pn, pk = pilot.n.get(model, 0), pilot.k.get(model, 0)
             alpha = alphas.get(model, 0.0)
@@ -494,7 +532,8 @@ class Profiler:
             else:
                 lower = 0.0
                 upper = float(cp_upper(pk, pn, budget)) if pn else 1.0
-                status = "invalid" if upper < target else "dropped" if pn else "not profiled"
+                status = ("blended" if blend and model in blend else "invalid" if upper < target
+                          else "dropped" if pn else "not profiled")
             stats[model] = ModelStats(
                 model, n, k, lower, upper, unit_costs[model], status, alpha, alpha * weight, pn, pk
             )
@@ -512,7 +551,15 @@ class Profiler:
             pilot_size=pilot_size,
             confirmation_size=confirm_size,
             reason=reason,
+            blend=dict(blend or {}),
         )
+
+
+def _blend_pilot_counts(blend: dict[str, float], counts: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """Pilot counts standing in for the blend (for the pays-off rule's posterior only, never a bound)."""
+    n = min(counts[m][0] for m in blend)
+    rate = sum(share * counts[m][1] / max(counts[m][0], 1) for m, share in blend.items())
+    return n, int(round(rate * n))
 
 
 def _as_arrays(answers: Any, expected: int, model: str) -> AnswerArrays:

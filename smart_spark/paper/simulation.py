@@ -31,7 +31,7 @@ import pandas as pd
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine.config import SmartConfig
 from smart_spark.engine.engine import SmartEngine
-from smart_spark.engine.plan import stable_unit_hash
+from smart_spark.engine.plan import split_unit_hash, stable_unit_hash
 from smart_spark.engine.profiler import AnswerArrays
 
 MODES = ("independent", "correlated", "sorted")
@@ -129,6 +129,12 @@ def item_units(n_items: int, seed: int) -> np.ndarray:
     return np.fromiter((stable_unit_hash(str(i), seed) for i in range(n_items)), dtype=float, count=n_items)
 
 
+@lru_cache(maxsize=8)
+def item_split_units(n_items: int, seed: int) -> np.ndarray:
+    """``split_unit_hash(str(item), seed)`` for every item: which member of a blend a row goes to."""
+    return np.fromiter((split_unit_hash(str(i), seed) for i in range(n_items)), dtype=float, count=n_items)
+
+
 def escalation_case(n_items: int = 100_000, reference_cost: float = 1.0) -> tuple[SimDataset, Population]:
     """Issue 10's constructed escalation case.
 
@@ -199,14 +205,15 @@ def run_trial(
     config = SmartConfig(accuracy_target, confidence, method, seed=routing_seed, pilot_size=pilot_size, batch_size=4096)
     engine = SmartEngine(
         config, [*names, dataset.reference.name], dataset.reference.name, solver=solver,
-        max_parallel_models=1, prices=cost_of,
+        max_parallel_models=1, prices=cost_of, row_keys=lambda positions: [str(i) for i in pool[np.asarray(positions)]],
     )
     result = engine.run(dataset.n_items, dataset.n_items, answer_source)
     profile, plan = result.profile, result.plan
 
     remaining = pool[profile.n_profiled:]
     ordered = sorted(plan.fractions)
-    routed = plan.route_units(item_units(dataset.n_items, plan.seed)[remaining])
+    split = item_split_units(dataset.n_items, plan.seed)[remaining] if plan.blend else None
+    routed = plan.route_units(item_units(dataset.n_items, plan.seed)[remaining], split)
     agreements = profile.n_profiled
     cost = profile.spent
     escalated = 0
@@ -241,6 +248,6 @@ def run_trial(
         "profiled": profile.n_profiled,
         "profile_cost": profile.spent,
         "escalated": escalated,
-        "plan": ";".join(f"{m}={plan.fractions[m]:.3f}" for m in plan.models_by_cost),
+        "plan": ";".join(f"{m}={plan.fractions[m]:.3f}" for m in plan.models_by_cost) + (" (blend)" if plan.blend else ""),
         "reason": plan.reason,
     }

@@ -228,7 +228,8 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certif
         import dataclasses
 
         config = dataclasses.replace(config, method="reference")
-    engine = SmartEngine(config, models, watch.reference, prices=prices)
+    engine = SmartEngine(config, models, watch.reference, prices=prices,
+                         row_keys=lambda positions: [pool[p].key for p in positions])
     result = engine.run(n_valid, len(pool), answer_source, progress=progress)
     watch.check()
     return result, history, answers, fit

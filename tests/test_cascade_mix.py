@@ -1,0 +1,115 @@
+"""The fit's mix of plain models and cascades without Spark: one common sample, the engine's planner, the apply chain."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from smart_spark.catalogue import ModelCatalogue
+from smart_spark.engine import Plan, SmartConfig
+from smart_spark.engine.engine import plan_from_profile
+from smart_spark.llm.client import CallResult
+from smart_spark.spark.apply import ApplySpec, process_batch
+from smart_spark.spark.cascade_mix import cascade_mix_profile, mix_cascades, offers_cascade_mix
+from smart_spark.spark.state import DataFingerprint, FittedState, cascade_entries
+
+CATALOGUE = ModelCatalogue.from_dicts([
+    {"name": "cheap", "input_price_per_1m": 0.15, "output_price_per_1m": 0.6, "top_logprobs": 2},
+    {"name": "mid", "input_price_per_1m": 1.0, "output_price_per_1m": 4.0},
+    {"name": "ref", "input_price_per_1m": 2.5, "output_price_per_1m": 10.0},
+])
+COSTS = {"cheap": 0.01, "mid": 0.08, "ref": 0.16}
+
+
+class Ans:
+    def __init__(self, label, confidence, cost, error=None):
+        self.label, self.raw, self.error, self.confidence, self.cost = label, label, error, confidence, cost
+
+
+def _population(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    confidence = rng.uniform(0.5, 1.0, n)
+    cheap_agrees = rng.uniform(size=n) < confidence  # calibrated, about 0.75
+    mid_agrees = rng.uniform(size=n) < 0.8
+    return confidence, cheap_agrees, mid_agrees
+
+
+def test_cascade_mix_profiles_every_model_on_one_sample_and_the_planner_takes_the_cascade():
+    n = 4000
+    confidence, cheap_agrees, mid_agrees = _population(n, 3)
+    asked: dict[str, list[int]] = {}
+    earlier = {("cheap", 0): Ans("yes" if cheap_agrees[0] else "no", confidence[0], 0.01)}
+
+    def source(model, positions):
+        asked.setdefault(model, []).extend(positions)
+        if model == "cheap":
+            return [Ans("yes" if cheap_agrees[p] else "no", confidence[p], 0.01) for p in positions]
+        if model == "mid":
+            return [Ans("yes" if mid_agrees[p] else "no", None, 0.08) for p in positions]
+        return [Ans("yes", None, 0.16) for _ in positions]
+
+    assert offers_cascade_mix(CATALOGUE, "ref", "mix") and not offers_cascade_mix(CATALOGUE, "ref", "single")
+    profile, cascades = cascade_mix_profile(source, earlier, catalogue=CATALOGUE, reference="ref", n_valid=n,
+                                            pool_size=1000, accuracy_target=0.9, error_budget=0.05, prices=COSTS)
+    # one common prefix of the pool, each model asked once per row; what was paid before is not asked again
+    assert sorted(asked["ref"]) == list(range(1000)) and sorted(asked["mid"]) == list(range(1000))
+    assert sorted(asked["cheap"]) == list(range(1, 1000))
+    assert profile.n_profiled == 1000 and profile.pilot_size == 400
+    threshold = cascades["cheap"]["threshold"]
+    assert 0.5 < threshold < 1.0
+    stats = profile.stats["cheap"]  # the cascade's own statistics, counted on the confirmation rows only
+    flags = (confidence < threshold) | cheap_agrees
+    assert stats.n == 600 and stats.agreements == int(flags[400:1000].sum())
+    assert stats.alpha == pytest.approx(0.05 / 2)  # two options (the cascade, mid), equal pre-fixed shares
+    kept = float(np.mean(confidence[400:1000] >= threshold))
+    assert cascades["cheap"]["kept_rate"] == pytest.approx(kept)
+    assert stats.unit_cost == pytest.approx(0.01 + (1 - kept) * 0.16)
+
+    plan = plan_from_profile(profile, SmartConfig(0.9, 0.95))
+    assert plan.fractions.get("cheap", 0.0) > 0.5 and plan.agreement_bound >= 0.9 - 1e-9
+    entry = mix_cascades(plan, profile, cascades, 0.05)
+    state = FittedState(plan_json=plan.to_json(), profile={}, profiled={}, fitted_with={},
+                        data=DataFingerprint(1, 1, 1), cascade=entry)
+    assert state.cascades == {"cheap": threshold} and state.saved_version == 2
+    (c,) = cascade_entries(FittedState.from_json(state.to_json()).cascade)
+    assert c["share"] == plan.fractions["cheap"] and c["profiled_rows"] == 1000
+
+
+def test_too_few_reference_answers_leave_the_reference_plan():
+    def source(model, positions):
+        return [Ans(None, None, 0.0, error="down") for _ in positions]
+
+    profile, cascades = cascade_mix_profile(source, {}, catalogue=CATALOGUE, reference="ref", n_valid=500,
+                                            pool_size=200, accuracy_target=0.9, error_budget=0.05, prices=COSTS)
+    assert cascades == {} and profile.reason
+    assert plan_from_profile(profile, SmartConfig(0.9, 0.95)).fractions == {"ref": 1.0}
+
+
+class Client:
+    """cheap: "No" at confidence i/100 for prompt "Q: i"; mid: "Maybe"; ref: "Yes"."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    async def acomplete_batch(self, model, prompts):
+        self.calls.extend((model, p) for p in prompts)
+        answer = {"cheap": "No", "mid": "Maybe", "ref": "Yes"}[model]
+        return [CallResult(model, answer, answer, 3, 1, COSTS[model], None, 1,
+                           int(p.split()[-1]) / 100 if model == "cheap" else None) for p in prompts]
+
+
+def test_a_cascade_beside_a_dearer_plain_model_escalates_straight_to_the_reference():
+    plan = Plan(fractions={"cheap": 0.999999, "mid": 0.000001}, reference="ref", accuracy_target=0.9,
+                confidence=0.9, remaining_target=0.88, n_total=100, n_remaining=100,
+                unit_costs={"cheap": 0.09, "mid": 0.1, "ref": 0.16})
+    spec = ApplySpec(plan_json=plan.to_json(), catalogue_yaml="models: []", labels=("Yes", "No", "Maybe"),
+                     prompt_template="Q: {text}", cascades={"cheap": 0.5})
+    client = Client()
+    out = process_batch(spec, [f"k{i}" for i in range(100)], [str(i) for i in range(100)], client=client)
+    kept = np.arange(100) >= 50
+    assert (out.loc[kept, "model"] == "cheap").all()
+    assert (out.loc[~kept, "model"] == "ref").all() and out.loc[~kept, "escalated"].all()
+    assert not any(m == "mid" for m, _ in client.calls)  # the plain model never answers a cascade's unsure row
+    assert not math.isnan(out["cost"].sum())

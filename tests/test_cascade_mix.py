@@ -113,3 +113,44 @@ def test_a_cascade_beside_a_dearer_plain_model_escalates_straight_to_the_referen
     assert (out.loc[~kept, "model"] == "ref").all() and out.loc[~kept, "escalated"].all()
     assert not any(m == "mid" for m, _ in client.calls)  # the plain model never answers a cascade's unsure row
     assert not math.isnan(out["cost"].sum())
+
+
+def test_day_two_confirms_a_cascade_with_its_saved_threshold_on_fresh_rows():
+    from smart_spark.engine.confirm import PlanEstimates, confirm_plan
+    from smart_spark.spark.apply import Answer
+    from smart_spark.spark.cascade_confirm import CascadeAnswers, cascade_rates, confirmed_cascades
+
+    n = 4000
+    confidence, cheap_agrees, _ = _population(n, 8)
+    threshold = 0.8
+    day_one = Plan(fractions={"cheap": 1.0}, reference="ref", accuracy_target=0.9, confidence=0.9,
+                   remaining_target=0.88, n_total=1000, n_remaining=800, unit_costs={"cheap": 0.07, "ref": 0.16},
+                   bounds={"cheap": 0.9}, alphas={"cheap": 0.05}, method="cascade", estimates={"cheap": 0.95})
+    state = FittedState(plan_json=day_one.to_json(), profile={}, profiled={}, fitted_with={},
+                        data=DataFingerprint(1, 1, 1),
+                        cascade={"model": "cheap", "threshold": threshold, "expected_kept_share": 0.5,
+                                 "profiled_rows": 200, "error_budget": 0.05})
+    assert cascade_rates(state, {}) == {"cheap": (200, 190)}
+    order = np.random.default_rng(2).permutation(n)
+
+    def paid(model, positions):
+        rows = order[np.asarray(positions, dtype=int)]
+        if model == "cheap":
+            return [Answer("cheap", "yes" if cheap_agrees[r] else "no", None, 0.01, None, True, 0.01, confidence[r])
+                    for r in rows]
+        return [Answer("ref", "yes", None, 0.16, None, True, 0.16) for _ in rows]
+
+    answers = CascadeAnswers(paid, "ref", state.cascades)
+    config = SmartConfig(0.9, 0.9)
+    result = confirm_plan(day_one, n, n, answers, config, rates=PlanEstimates(cascade_rates(state, {})))
+    asked = answers.asked["cheap"]
+    stats = result.profile.stats["cheap"]
+    flags = (confidence[order[:asked]] < threshold) | cheap_agrees[order[:asked]]
+    assert stats.n == asked and stats.agreements == int(flags.sum())  # the cascade's flags, not the plain model's
+    kept = float(np.mean(confidence[order[:asked]] >= threshold))
+    assert answers.kept_rate("cheap") == pytest.approx(kept)
+    assert stats.unit_cost == pytest.approx(0.01 + (1 - kept) * 0.16)  # escalated rows pay both calls
+    assert result.holds and result.plan.agreement_bound >= 0.9 - 1e-9
+    confirmed = confirmed_cascades(state, result.plan, answers, asked, {"cheap": stats.alpha})
+    assert cascade_entries(confirmed)[0]["threshold"] == threshold
+    assert cascade_entries(confirmed)[0]["share"] == result.plan.fractions["cheap"]

@@ -128,12 +128,12 @@ def test_cascade_mix_end_to_end_through_spark(spark, court, tmp_path):
         summary = model.summarize(out)
         fit_counts = server.counters()
 
-        # saved and loaded: the same cascades, the same answers, nothing paid again
+        # day two: the saved model on the rows it has not seen confirms its plan, thresholds included
         path = str(tmp_path / "model")
         model.write().overwrite().save(path)
         loaded = SmartLLMClassifierModel.load(path)
-        again = loaded.transform(df).toPandas().sort_values("id").reset_index(drop=True)
-        assert server.counters() == fit_counts
+        new_df = spark.createDataFrame([(i, str(i)) for i in range(N_ROWS, 2 * N_ROWS)], "id long, text string")
+        day_two = loaded.transform(new_df).toPandas().sort_values("id").reset_index(drop=True)
 
     cascade = model.state.cascade
     assert cascade is not None and cascade.get("kind") == "mix", (
@@ -142,7 +142,6 @@ def test_cascade_mix_end_to_end_through_spark(spark, court, tmp_path):
     thresholds = model.state.cascades
     threshold = thresholds["cheap"]
     assert math.isfinite(threshold)
-    assert list(again["prediction_model"]) == list(rows["prediction_model"]) and not again["prediction_paid"].any()
     assert list(rows.columns) == ["id", "text", "prediction", "prediction_model", "prediction_cost",
                                   "prediction_error", "prediction_paid", "prediction_escalated"]
 
@@ -182,6 +181,15 @@ def test_cascade_mix_end_to_end_through_spark(spark, court, tmp_path):
     assert abs(realised - engine.mean()) <= 3 * engine.std() + 1e-9, (realised, engine.mean(), engine.std())
     assert summary["cascade_kept_share"]["cheap"] == pytest.approx(realised)
     assert summary["escalated_rows"] == escalated.sum()
+
+    # day two: confirmed on a fresh sample, not refitted; the saved threshold applies; the promise holds there
+    assert loaded.lastConfirmation["decision"] == "confirmed", loaded.lastConfirmation
+    assert loaded.lastConfirmation["cascade.threshold.cheap"] == threshold
+    new_ids = day_two["id"].to_numpy()
+    new_by = day_two["prediction_model"].to_numpy()
+    assert (court_data.confidence[new_ids][new_by == "cheap"] >= threshold).all()
+    assert day_two["prediction"].notna().all()
+    assert np.mean(day_two["prediction"].to_numpy() == np.array(LABELS)[court_data.reference[new_ids]]) >= TARGET
 
     # MLflow: each cascade's threshold, its share and the share it kept
     from mlflow import MlflowClient

@@ -72,7 +72,8 @@ def population(n_rows: int, target: float, scores: str, rng: np.random.Generator
 
 def catalogue() -> ModelCatalogue:
     entries = [{"name": CHEAP, "input_price_per_1m": 1.0, "output_price_per_1m": 1.0, "top_logprobs": 5}]
-    entries += [{"name": m, "input_price_per_1m": 16.0 * c, "output_price_per_1m": 16.0 * c} for m, (_, c) in PLAIN.items()]
+    entries += [{"name": m, "input_price_per_1m": 16.0 * c, "output_price_per_1m": 16.0 * c}
+                for m, (_, c) in PLAIN.items()]
     return ModelCatalogue.from_dicts(entries + [{"name": REFERENCE, "input_price_per_1m": 16.0,
                                                  "output_price_per_1m": 16.0}])
 

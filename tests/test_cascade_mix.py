@@ -1,4 +1,4 @@
-"""The fit's mix of plain models and cascades without Spark: one common sample, the engine's planner, the apply chain."""
+"""The fit's mix of plain models and cascades without Spark: one sample, the planner, the apply chain, day two."""
 
 from __future__ import annotations
 
@@ -154,3 +154,17 @@ def test_day_two_confirms_a_cascade_with_its_saved_threshold_on_fresh_rows():
     confirmed = confirmed_cascades(state, result.plan, answers, asked, {"cheap": stats.alpha})
     assert cascade_entries(confirmed)[0]["threshold"] == threshold
     assert cascade_entries(confirmed)[0]["share"] == result.plan.fractions["cheap"]
+
+
+def test_profiling_that_cannot_pay_is_not_started():
+    from smart_spark.spark.cascade_mix import paying_models
+
+    kw = dict(reference="ref", accuracy_target=0.9, error_budget=0.05)
+    assert paying_models(["cheap", "mid"], COSTS, n_valid=5000, size=1000, pilot=400, **kw) == ["cheap", "mid"]
+    # 110 rows: profiling 100 of them costs more than the 10 rows left could save
+    pricier = {"cheap": 0.05, "mid": 0.1, "ref": 0.16}
+    assert paying_models(["cheap", "mid"], pricier, n_valid=110, size=100, pilot=40, **kw) == []
+    # the cheap model alone would save 0.5 on the 10 rows left, but its 100 sampled calls cost 1.0
+    assert paying_models(["cheap", "mid"], COSTS, n_valid=110, size=100, pilot=40, **kw) == []
+    dear = {"cheap": 0.01, "mid": 0.159, "ref": 0.16}
+    assert paying_models(["cheap", "mid"], dear, n_valid=5000, size=1000, pilot=400, **kw) == ["cheap"]

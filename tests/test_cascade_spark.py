@@ -95,8 +95,8 @@ def _engine_kept_shares(court_data, mid, runs: int = 60) -> np.ndarray:
                                            error_budget=plain_config.error_budget, prices=prices)
         pool = [SimpleNamespace(key=str(p)) for p in range(N_ROWS)]
         profiled = {str(item.position): ProfiledAnswer(item.label, item.raw, item.error) for item in profile.items}
-        plan, merged, cascade = plan_with_cascade(fit, answers, pool, plan_from_profile(profile, plain_config),
-                                                  profiled, config)
+        plain_plan = plan_from_profile(profile, plain_config, "enumerate")  # the fit's cbc finds the same optimum
+        plan, merged, cascade = plan_with_cascade(fit, answers, pool, plain_plan, profiled, config)
         cascade = cascade or mix_cascades(plan, profile, mix or {}, plain_config.error_budget)
         thresholds = {c["model"]: c["threshold"] for c in cascade_entries(cascade)}
         rest = order[np.setdiff1d(np.arange(N_ROWS), np.array([int(k) for k in merged], dtype=int))]

@@ -95,7 +95,8 @@ def confirmed_cascades(state: Any, plan: Any, answers: CascadeAnswers, sample_si
         kept = answers.kept_rate(model)
         entries.append({
             "model": model, "threshold": float(entry["threshold"]), "share": share,
-            "expected_kept_share": share * (0.0 if math.isnan(kept) else kept) * plan.n_remaining / max(plan.n_total, 1),
+            "expected_kept_share": share * (0.0 if math.isnan(kept) else kept) * plan.n_remaining
+            / max(plan.n_total, 1),
             "profiled_rows": int(sample_size), "error_budget": float(alphas.get(model, 0.0)),
         })
     return {"kind": "confirmed", "cascades": entries} if entries else None

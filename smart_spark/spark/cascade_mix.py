@@ -71,8 +71,10 @@ def cascade_mix_profile(
     share of confirmation rows whose cheap answer stands).
     """
     size, pilot = option_sample_sizes(n_valid, pool_size)
-    models = [s.name for s in catalogue if s.name != reference]
-    if size < 2 or pilot < 1:
+    models = paying_models([s.name for s in catalogue if s.name != reference], prices, reference=reference,
+                           n_valid=n_valid, size=size, pilot=pilot, accuracy_target=accuracy_target,
+                           error_budget=error_budget)
+    if size < 2 or pilot < 1 or not models:
         return _empty_profile(n_valid, reference, accuracy_target, prices), {}
     positions = list(range(size))
     got = {m: _ask(answer_source, answers, m, positions) for m in [reference, *models]}
@@ -110,6 +112,36 @@ def cascade_mix_profile(
     logger.info("SMART cascade mix: %d sampled rows (pilot %d); cascades %s", size, pilot,
                 ", ".join(f"{m} >= {c['threshold']:.4g}" for m, c in sorted(cascades.items())) or "none")
     return profile, cascades
+
+
+def paying_models(models: Sequence[str], prices: Mapping[str, float], *, reference: str, n_valid: int, size: int,
+                  pilot: int, accuracy_target: float, error_budget: float) -> list[str]:
+    """The models worth profiling on the common sample, from prices, N and the target alone (before any call).
+
+    A model is kept when, even agreeing with the reference on every sampled
+    row (its Clopper-Pearson bound from all of the confirmation rows at the
+    whole error budget), the share of the rows left that bound allows would
+    save more than its calls on the sample cost. None are kept when their
+    calls together cost more than the best of them could save. Decided before
+    any row is seen, so the options offered are fixed in advance.
+    """
+    from smart_spark.engine.bounds import cp_lower
+
+    reference_cost = prices.get(reference)
+    rest, confirm = n_valid - size, size - pilot
+    if reference_cost is None or not models or rest <= 0 or confirm <= 0:
+        return list(models)  # no prices (or nothing left to plan): every model, as the engine does
+    bound = float(cp_lower(confirm, confirm, error_budget))
+    target = (accuracy_target * n_valid - size) / rest
+    share = 1.0 if bound >= target else max(0.0, min(1.0, (1.0 - target) / (1.0 - bound)))
+    saving = {m: rest * share * (reference_cost - prices.get(m, reference_cost)) - size * prices.get(m, 0.0)
+              for m in models}
+    paying = [m for m in models if saving[m] > 0]
+    if not paying or size * sum(prices.get(m, 0.0) for m in paying) >= max(saving[m] for m in paying):
+        logger.info("SMART cascade mix: profiling %d rows with %s cannot pay on %d rows; the reference plan",
+                    size, ", ".join(models), n_valid)
+        return []
+    return paying
 
 
 def mix_cascades(plan: Any, profile: Profile, cascades: Mapping[str, Mapping[str, float]],

@@ -14,7 +14,9 @@ its threshold and sends the rest straight to the reference; "mid" answers its sh
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
+import random
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,41 +67,55 @@ def _replay_with_mid(court_data, mid, path: Path) -> None:
         csv.writer(handle).writerows(rows)
 
 
-def _engine_kept_shares(court_data, mid, runs: int = 60) -> np.ndarray:
-    """The fit's procedure without Spark (both certificates, the same budget split and choice) over
-    random profiling orders and routings: the share of rows whose answer the cheap model kept."""
+def _fit_without_spark(court_data, mid, order):
+    """The fit's procedure on arrays for one pool order (both certificates, the same budget split and choice):
+    the plan, the profiled row ids and model -> threshold."""
     conf, cheap_agrees = court_data.confidence[:N_ROWS], court_data.agrees[:N_ROWS]
     mid_agrees = mid[:N_ROWS] == court_data.reference[:N_ROWS]
     prices = {"cheap": 0.06, "mid": MID_PRICE, "reference": 1.0}
     config = SmartConfig(TARGET, CONFIDENCE)
     plain_config, budget = split_budget(config, "cheap")
+    answers = {}
+
+    def source(model, positions):
+        out = []
+        for p in positions:
+            row = order[p]
+            agrees = {"cheap": cheap_agrees[row], "mid": mid_agrees[row], "reference": True}[model]
+            out.append(SimpleNamespace(label="yes" if agrees else "no", raw=None, error=None, cost=prices[model],
+                                       confidence=conf[row] if model == "cheap" else None))
+            answers[(model, int(p))] = out[-1]
+        return out
+
+    fit = certify_on_pool(source, model="cheap", reference="reference", catalogue=CATALOGUE, unit_costs=prices,
+                          n_valid=N_ROWS, pool_size=N_ROWS, accuracy_target=TARGET, error_budget=budget)
+    profile, mix = cascade_mix_profile(source, answers, catalogue=CATALOGUE, reference="reference",
+                                       n_valid=N_ROWS, pool_size=N_ROWS, accuracy_target=TARGET,
+                                       error_budget=plain_config.error_budget, prices=prices)
+    pool = [SimpleNamespace(key=str(p)) for p in range(N_ROWS)]
+    profiled = {str(item.position): ProfiledAnswer(item.label, item.raw, item.error) for item in profile.items}
+    plain_plan = plan_from_profile(profile, plain_config, "enumerate")  # the fit's cbc finds the same optimum
+    plan, merged, cascade = plan_with_cascade(fit, answers, pool, plain_plan, profiled, config)
+    cascade = cascade or mix_cascades(plan, profile, mix or {}, plain_config.error_budget)
+    return plan, order[np.array(sorted(int(k) for k in merged), dtype=int)], cascade
+
+
+def _spark_pool_order(seed: int) -> np.ndarray:
+    """The row ids in the order the fit's pool holds them (``sampling.draw_pool`` on all rows: keys sorted, shuffled)."""
+    keys = sorted(f"{i}|{hashlib.sha256(str(i).encode()).hexdigest()}" for i in range(N_ROWS))
+    random.Random(seed).shuffle(keys)
+    return np.array([int(k.split("|", 1)[0]) for k in keys])
+
+
+def _engine_kept_shares(court_data, mid, runs: int = 60) -> np.ndarray:
+    """The share of rows whose answer the cheap model kept, over random profiling orders and routings."""
+    conf = court_data.confidence[:N_ROWS]
     shares = []
     for seed in range(runs):
         rng = np.random.default_rng(seed)
-        order, answers = rng.permutation(N_ROWS), {}
-
-        def source(model, positions):
-            out = []
-            for p in positions:
-                row = order[p]
-                agrees = {"cheap": cheap_agrees[row], "mid": mid_agrees[row], "reference": True}[model]
-                out.append(SimpleNamespace(label="yes" if agrees else "no", raw=None, error=None, cost=prices[model],
-                                           confidence=conf[row] if model == "cheap" else None))
-                answers[(model, int(p))] = out[-1]
-            return out
-
-        fit = certify_on_pool(source, model="cheap", reference="reference", catalogue=CATALOGUE, unit_costs=prices,
-                              n_valid=N_ROWS, pool_size=N_ROWS, accuracy_target=TARGET, error_budget=budget)
-        profile, mix = cascade_mix_profile(source, answers, catalogue=CATALOGUE, reference="reference",
-                                           n_valid=N_ROWS, pool_size=N_ROWS, accuracy_target=TARGET,
-                                           error_budget=plain_config.error_budget, prices=prices)
-        pool = [SimpleNamespace(key=str(p)) for p in range(N_ROWS)]
-        profiled = {str(item.position): ProfiledAnswer(item.label, item.raw, item.error) for item in profile.items}
-        plain_plan = plan_from_profile(profile, plain_config, "enumerate")  # the fit's cbc finds the same optimum
-        plan, merged, cascade = plan_with_cascade(fit, answers, pool, plain_plan, profiled, config)
-        cascade = cascade or mix_cascades(plan, profile, mix or {}, plain_config.error_budget)
+        plan, profiled, cascade = _fit_without_spark(court_data, mid, rng.permutation(N_ROWS))
         thresholds = {c["model"]: c["threshold"] for c in cascade_entries(cascade)}
-        rest = order[np.setdiff1d(np.arange(N_ROWS), np.array([int(k) for k in merged], dtype=int))]
+        rest = np.setdiff1d(np.arange(N_ROWS), profiled)
         names = sorted(plan.fractions)
         routed = rng.choice(len(names), size=rest.size, p=[plan.fractions[m] for m in names])
         on_cheap = rest[routed == names.index("cheap")] if "cheap" in names else rest[:0]
@@ -172,6 +188,13 @@ def test_cascade_mix_end_to_end_through_spark(spark, court, tmp_path):
     assert fit_counts["cheap"]["answered"] <= N_ROWS and fit_counts["mid"]["answered"] <= N_ROWS
     assert fit_counts["reference"]["answered"] == N_ROWS - kept.sum() - on_mid.sum()
     assert (rows.loc[escalated, "prediction_cost"] > 10 * rows.loc[kept, "prediction_cost"].mean()).all()
+
+    # the same procedure without Spark on the same pool order: the same plan and thresholds
+    plan, engine_profiled, engine_cascade = _fit_without_spark(court_data, mid, _spark_pool_order(5))
+    assert plan.fractions.keys() == model.plan.fractions.keys()
+    assert all(plan.fractions[m] == pytest.approx(x, abs=1e-6) for m, x in model.plan.fractions.items())
+    assert [(c["model"], c["threshold"]) for c in cascade_entries(engine_cascade)] == [("cheap", threshold)]
+    assert set(engine_profiled) == set(profiled)
 
     # the promise on this run, and the engine's kept share within noise
     agreement = np.mean(rows["prediction"].to_numpy() == np.array(LABELS)[reference])

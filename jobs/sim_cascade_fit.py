@@ -5,9 +5,9 @@
 What the operator's fit does when a cheap model gives log-probabilities
 (``spark/fitting.py``), without Spark: half the error budget certifies one
 cascade for the cheap model on the pool's prefixes (``spark.cascade_fit``), the
-other half profiles every model on one common sample where the cheap model is a
-cascade option beside the plain models (``spark.cascade_mix`` + the engine's
-planner); the cheaper plan is kept. Each run draws a fresh profiling order of a
+other half runs the engine on the rest of the pool with the cheap model offered
+as a cascade beside the plain models, its threshold chosen on the certificate's
+rows (``spark.cascade_mix``); the cheaper plan is kept. Each run draws a fresh profiling order of a
 fixed population; unprofiled rows are routed with the production hash
 (``Plan.route``) and answered as the apply phase would (a cascade's cheap answer
 at or above its threshold, else the reference). A run violates when the
@@ -34,17 +34,16 @@ from typing import Sequence
 import numpy as np
 
 from smart_spark.catalogue import ModelCatalogue
-from smart_spark.engine import SmartConfig
-from smart_spark.engine.engine import plan_from_profile
+from smart_spark.engine import SmartConfig, SmartEngine
 from smart_spark.engine.plan import stable_unit_hash
 from smart_spark.spark.cascade_fit import certify_on_pool, plan_with_cascade, split_budget
-from smart_spark.spark.cascade_mix import cascade_mix_profile, mix_cascades
+from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades
 from smart_spark.spark.state import ProfiledAnswer, cascade_entries
 
 REFERENCE, CHEAP = "reference", "cheap"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
 CHEAP_COST = 1 / 16
-#: The exact enumerating solver (same optimum as the fit's cbc, no subprocess per plan).
+#: The exact enumerating solver (the fit's cbc finds the same optimum; no subprocess per plan).
 SOLVER = "enumerate"
 SCORES = ("calibrated", "overconfident", "unrelated", "sorted")
 
@@ -78,8 +77,12 @@ def catalogue() -> ModelCatalogue:
                                                  "output_price_per_1m": 16.0}])
 
 
-def fit_once(agrees, confidence, costs, cat, config, order):
-    """The fit's plan on one profiling order: (plan, profiled row ids, model -> threshold, spent)."""
+def fit_once(agrees, confidence, costs, cat, config, order, plain_side="mix"):
+    """The fit's plan on one profiling order: (plan, profiled row ids, model -> threshold, spent, chosen).
+
+    ``plain_side="engine"``: the plain engine instead of the mix of cascade and
+    plain options (the fit before cascades became options), for comparison.
+    """
     n_rows = confidence.size
     plain_config, budget = split_budget(config, CHEAP)
     answers: dict[tuple[str, int], object] = {}
@@ -97,21 +100,25 @@ def fit_once(agrees, confidence, costs, cat, config, order):
     fit = certify_on_pool(source, model=CHEAP, reference=REFERENCE, catalogue=cat, unit_costs=costs,
                           n_valid=n_rows, pool_size=n_rows, accuracy_target=config.accuracy_target,
                           error_budget=budget)
-    profile, mix = cascade_mix_profile(source, answers, catalogue=cat, reference=REFERENCE, n_valid=n_rows,
-                                       pool_size=n_rows, accuracy_target=config.accuracy_target,
-                                       error_budget=plain_config.error_budget, prices=costs)
+    if plain_side == "engine":
+        engine = SmartEngine(plain_config, cat.names, REFERENCE, solver=SOLVER, prices=costs)
+        result, mix = engine.run(n_rows, n_rows, source), {}
+    else:
+        result, mix = engine_with_cascade(
+            source, answers, cascade_model=CHEAP, first_rows=fit.result.sampled.size, models=cat.names,
+            reference=REFERENCE, n_valid=n_rows, pool_size=n_rows, config=plain_config, prices=costs, solver=SOLVER)
     pool = [SimpleNamespace(key=str(p)) for p in range(n_rows)]
-    profiled = {str(i.position): ProfiledAnswer(i.label, i.raw, i.error) for i in profile.items}
-    plan, merged, cascade = plan_with_cascade(fit, answers, pool, plan_from_profile(profile, plain_config, SOLVER),
-                                              profiled, config)
-    cascade = cascade or mix_cascades(plan, profile, mix or {}, plain_config.error_budget)
+    profiled = {str(i.position): ProfiledAnswer(i.label, i.raw, i.error) for i in result.profile.items}
+    plan, merged, cascade = plan_with_cascade(fit, answers, pool, result.plan, profiled, config)
+    cascade = cascade or mix_cascades(plan, mix, plain_config.error_budget, result.profile)
     thresholds = {c["model"]: c["threshold"] for c in cascade_entries(cascade)}
     rows = order[np.array(sorted(int(k) for k in merged), dtype=int)]
     spent = sum(float(a.cost) for a in answers.values())
     return plan, rows, thresholds, spent, ("mix" if cascade and cascade.get("kind") == "mix" else plan.method)
 
 
-def run_setting(n_rows: int, confidence_level: float, scores: str, target: float, runs: int, seed: int):
+def run_setting(n_rows: int, confidence_level: float, scores: str, target: float, runs: int, seed: int,
+                plain_side: str = "mix"):
     rng = np.random.default_rng(seed)
     agrees, confidence = population(n_rows, target, scores, rng)
     costs = {m: c for m, (_, c) in PLAIN.items()} | {CHEAP: CHEAP_COST, REFERENCE: 1.0}
@@ -120,7 +127,7 @@ def run_setting(n_rows: int, confidence_level: float, scores: str, target: float
     violations, kept_share, cost_ratio, chosen = 0, 0.0, 0.0, {}
     for run in range(runs):
         order = np.random.default_rng(1_000_003 * seed + run).permutation(n_rows)
-        plan, profiled, thresholds, spent, kind = fit_once(agrees, confidence, costs, cat, config, order)
+        plan, profiled, thresholds, spent, kind = fit_once(agrees, confidence, costs, cat, config, order, plain_side)
         chosen[kind] = chosen.get(kind, 0) + 1
         rest = np.setdiff1d(np.arange(n_rows), profiled)
         names = sorted(plan.fractions)
@@ -145,6 +152,7 @@ def run_setting(n_rows: int, confidence_level: float, scores: str, target: float
     allowed = 1.0 - confidence_level
     return {
         "n": n_rows, "confidence": confidence_level, "scores": scores, "target": target, "runs": runs,
+        "plain_side": plain_side,
         "violation_rate": violations / runs, "allowed": allowed,
         "noise_band": allowed + 3 * math.sqrt(allowed * (1 - allowed) / runs),
         "chosen": " ".join(f"{k}={v}" for k, v in sorted(chosen.items())),
@@ -160,13 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scores", nargs="+", default=list(SCORES), choices=SCORES)
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--plain-side", choices=("mix", "engine"), default="mix",
+                        help="engine: the plain engine beside the one cascade (the fit before cascade options)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     rows = []
     print(f"{'N':>5} {'conf':>5} {'scores':>13} {'violations':>10} {'allowed+3sd':>11} {'kept':>6} "
           f"{'cost/ref':>8}  chosen", flush=True)
     for n, c, scores in itertools.product(args.n, args.confidence, args.scores):
-        r = run_setting(n, c, scores, args.target, args.runs, args.seed)
+        r = run_setting(n, c, scores, args.target, args.runs, args.seed, args.plain_side)
         rows.append(r)
         print(f"{r['n']:>5} {r['confidence']:>5} {r['scores']:>13} {r['violation_rate']:>10.3f} "
               f"{r['noise_band']:>11.3f} {r['cheap_kept_share']:>6.3f} {r['cost_vs_reference']:>8.3f}  {r['chosen']}",

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from smart_spark.engine.cascade_options import cascade_flags, option_sample_sizes, plan_with_cascade_options
+from smart_spark.engine.cascade_options import cascade_flags, plan_with_cascade_options
 
 REFERENCE = "reference"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
@@ -47,7 +47,8 @@ def run_setting(n_rows: int, confidence_level: float, target: float, runs: int, 
     rng = np.random.default_rng(seed)
     agrees, confidence = population(n_rows, target, rng)
     costs = {name: cost for name, (_, cost) in PLAIN.items()} | {CHEAP: CHEAP_COST, REFERENCE: 1.0}
-    n_profile, pilot = option_sample_sizes(n_rows, n_rows)
+    n_profile = min(n_rows - 1, max(100, n_rows // 4))
+    pilot = int(0.4 * n_profile)
     violations, cascade_share, cost_ratio = 0, 0.0, 0.0
     for run in range(runs):
         run_rng = np.random.default_rng(1_000_003 * seed + run)

@@ -9,10 +9,9 @@ import pytest
 
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine import Plan, SmartConfig
-from smart_spark.engine.engine import plan_from_profile
 from smart_spark.llm.client import CallResult
 from smart_spark.spark.apply import ApplySpec, process_batch
-from smart_spark.spark.cascade_mix import cascade_mix_profile, mix_cascades, offers_cascade_mix
+from smart_spark.spark.cascade_mix import CascadeSource, engine_with_cascade, mix_cascades, offers_cascade_mix
 from smart_spark.spark.state import DataFingerprint, FittedState, cascade_entries
 
 CATALOGUE = ModelCatalogue.from_dicts([
@@ -36,55 +35,79 @@ def _population(n: int, seed: int):
     return confidence, cheap_agrees, mid_agrees
 
 
-def test_cascade_mix_profiles_every_model_on_one_sample_and_the_planner_takes_the_cascade():
-    n = 4000
+def test_the_engine_gets_the_cascade_beside_plain_models_on_the_rows_after_the_certificate():
+    n, k = 4000, 300
     confidence, cheap_agrees, mid_agrees = _population(n, 3)
     asked: dict[str, list[int]] = {}
-    earlier = {("cheap", 0): Ans("yes" if cheap_agrees[0] else "no", confidence[0], 0.01)}
+    answers: dict = {}
 
     def source(model, positions):
-        asked.setdefault(model, []).extend(positions)
+        asked.setdefault(model, []).extend(int(p) for p in positions)
         if model == "cheap":
-            return [Ans("yes" if cheap_agrees[p] else "no", confidence[p], 0.01) for p in positions]
-        if model == "mid":
-            return [Ans("yes" if mid_agrees[p] else "no", None, 0.08) for p in positions]
-        return [Ans("yes", None, 0.16) for _ in positions]
+            out = [Ans("yes" if cheap_agrees[p] else "no", confidence[p], 0.01) for p in positions]
+        elif model == "mid":
+            out = [Ans("yes" if mid_agrees[p] else "no", None, 0.08) for p in positions]
+        else:
+            out = [Ans("yes", None, 0.16) for _ in positions]
+        answers.update({(model, int(p)): a for p, a in zip(positions, out)})
+        return out
 
+    source("cheap", range(k)), source("ref", range(k))  # what the one-cascade certificate paid
+    asked.clear()
     assert offers_cascade_mix(CATALOGUE, "ref", "mix") and not offers_cascade_mix(CATALOGUE, "ref", "single")
-    profile, cascades = cascade_mix_profile(source, earlier, catalogue=CATALOGUE, reference="ref", n_valid=n,
-                                            pool_size=1000, accuracy_target=0.9, error_budget=0.05, prices=COSTS)
-    # one common prefix of the pool, each model asked once per row; what was paid before is not asked again
-    assert sorted(asked["ref"]) == list(range(1000)) and sorted(asked["mid"]) == list(range(1000))
-    assert sorted(asked["cheap"]) == list(range(1, 1000))
-    assert profile.n_profiled == 1000 and profile.pilot_size == 400
+    config = SmartConfig(0.9, 0.95)
+    result, cascades = engine_with_cascade(
+        source, answers, cascade_model="cheap", first_rows=k, models=CATALOGUE.names, reference="ref", n_valid=n,
+        pool_size=2000, config=config, prices=COSTS, solver="enumerate")
     threshold = cascades["cheap"]["threshold"]
     assert 0.5 < threshold < 1.0
-    stats = profile.stats["cheap"]  # the cascade's own statistics, counted on the confirmation rows only
+    assert cascades["cheap"]["kept_rate"] == pytest.approx(np.mean(confidence[:k] >= threshold))
+    # the engine asked only rows after the certificate's, each paid once
+    assert all(k <= p < 2000 for ps in asked.values() for p in ps)
+    assert all(len(set(ps)) == len(ps) for ps in asked.values())
+    profile, plan = result.profile, result.plan
+    assert profile.n_total == n and plan.n_total == n and plan.accuracy_target == 0.9
+    assert profile.positions.min() >= k
+    # the engine's statistics of "cheap" are the cascade's: kept and agreeing, or the reference's answer
+    stats = profile.stats["cheap"]
+    seen = np.asarray(profile.positions)
     flags = (confidence < threshold) | cheap_agrees
-    assert stats.n == 600 and stats.agreements == int(flags[400:1000].sum())
-    assert stats.alpha == pytest.approx(0.05 / 2)  # two options (the cascade, mid), equal pre-fixed shares
-    kept = float(np.mean(confidence[400:1000] >= threshold))
-    assert cascades["cheap"]["kept_rate"] == pytest.approx(kept)
-    assert stats.unit_cost == pytest.approx(0.01 + (1 - kept) * 0.16)
-
-    plan = plan_from_profile(profile, SmartConfig(0.9, 0.95))
+    assert stats.n + stats.pilot_n > 0
+    assert stats.agreements + stats.pilot_agreements <= int(flags[seen].sum())
     assert plan.fractions.get("cheap", 0.0) > 0.5 and plan.agreement_bound >= 0.9 - 1e-9
-    entry = mix_cascades(plan, profile, cascades, 0.05)
+    entry = mix_cascades(plan, cascades, 0.05, profile)
     state = FittedState(plan_json=plan.to_json(), profile={}, profiled={}, fitted_with={},
                         data=DataFingerprint(1, 1, 1), cascade=entry)
     assert state.cascades == {"cheap": threshold} and state.saved_version == 2
     (c,) = cascade_entries(FittedState.from_json(state.to_json()).cascade)
-    assert c["share"] == plan.fractions["cheap"] and c["profiled_rows"] == 1000
+    assert c["share"] == plan.fractions["cheap"] and c["error_budget"] == plan.alphas["cheap"]
 
 
-def test_too_few_reference_answers_leave_the_reference_plan():
+def test_cascade_source_escalates_unsure_rows_to_the_reference_at_both_costs():
+    answers = {("cheap", 5): Ans("no", 0.9, 0.01), ("cheap", 6): Ans("no", 0.6, 0.01),
+               ("cheap", 7): Ans(None, None, 0.01, error="timeout"), ("ref", 6): Ans("yes", None, 0.16)}
+    calls = []
+
     def source(model, positions):
-        return [Ans(None, None, 0.0, error="down") for _ in positions]
+        calls.append((model, list(positions)))
+        return [Ans("yes", None, 0.16) for _ in positions]
 
-    profile, cascades = cascade_mix_profile(source, {}, catalogue=CATALOGUE, reference="ref", n_valid=500,
-                                            pool_size=200, accuracy_target=0.9, error_budget=0.05, prices=COSTS)
-    assert cascades == {} and profile.reason
-    assert plan_from_profile(profile, SmartConfig(0.9, 0.95)).fractions == {"ref": 1.0}
+    got = CascadeSource(source, answers, "cheap", "ref", 0.8, offset=5)("cheap", [0, 1, 2])
+    assert [a.label for a in got] == ["no", "yes", "yes"]
+    assert [a.cost for a in got] == pytest.approx([0.01, 0.17, 0.17])
+    assert calls == [("ref", [7])]  # the reference's answer to row 6 was already paid
+    plain = CascadeSource(source, answers, "cheap", "ref", None, offset=5)("cheap", [1])
+    assert plain[0].label == "no"
+
+
+def test_too_few_certificate_rows_offer_the_model_plain():
+    def source(model, positions):
+        return [Ans("yes", 0.9 if model == "cheap" else None, COSTS[model]) for _ in positions]
+
+    result, cascades = engine_with_cascade(
+        source, {}, cascade_model="cheap", first_rows=10, models=CATALOGUE.names, reference="ref", n_valid=3000,
+        pool_size=1000, config=SmartConfig(0.9, 0.95), prices=COSTS, solver="enumerate")
+    assert cascades == {} and result.profile.positions.min() >= 10
 
 
 class Client:
@@ -154,17 +177,3 @@ def test_day_two_confirms_a_cascade_with_its_saved_threshold_on_fresh_rows():
     confirmed = confirmed_cascades(state, result.plan, answers, asked, {"cheap": stats.alpha})
     assert cascade_entries(confirmed)[0]["threshold"] == threshold
     assert cascade_entries(confirmed)[0]["share"] == result.plan.fractions["cheap"]
-
-
-def test_profiling_that_cannot_pay_is_not_started():
-    from smart_spark.spark.cascade_mix import paying_models
-
-    kw = dict(reference="ref", accuracy_target=0.9, error_budget=0.05)
-    assert paying_models(["cheap", "mid"], COSTS, n_valid=5000, size=1000, pilot=400, **kw) == ["cheap", "mid"]
-    # 110 rows: profiling 100 of them costs more than the 10 rows left could save
-    pricier = {"cheap": 0.05, "mid": 0.1, "ref": 0.16}
-    assert paying_models(["cheap", "mid"], pricier, n_valid=110, size=100, pilot=40, **kw) == []
-    # the cheap model alone would save 0.5 on the 10 rows left, but its 100 sampled calls cost 1.0
-    assert paying_models(["cheap", "mid"], COSTS, n_valid=110, size=100, pilot=40, **kw) == []
-    dear = {"cheap": 0.01, "mid": 0.159, "ref": 0.16}
-    assert paying_models(["cheap", "mid"], dear, n_valid=5000, size=1000, pilot=400, **kw) == ["cheap"]

@@ -27,9 +27,8 @@ from smart_spark import SmartLLMClassifier
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine import SmartConfig
 from smart_spark.engine.cascade_data import load_dataset
-from smart_spark.engine.engine import plan_from_profile
 from smart_spark.spark.cascade_fit import certify_on_pool, plan_with_cascade, split_budget
-from smart_spark.spark.cascade_mix import cascade_mix_profile, mix_cascades
+from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades
 from smart_spark.spark.model import SmartLLMClassifierModel
 from smart_spark.spark.state import ProfiledAnswer, cascade_entries
 from smart_spark.testing import ReplayBackend, StandInServer, with_base_url
@@ -89,14 +88,14 @@ def _fit_without_spark(court_data, mid, order):
 
     fit = certify_on_pool(source, model="cheap", reference="reference", catalogue=CATALOGUE, unit_costs=prices,
                           n_valid=N_ROWS, pool_size=N_ROWS, accuracy_target=TARGET, error_budget=budget)
-    profile, mix = cascade_mix_profile(source, answers, catalogue=CATALOGUE, reference="reference",
-                                       n_valid=N_ROWS, pool_size=N_ROWS, accuracy_target=TARGET,
-                                       error_budget=plain_config.error_budget, prices=prices)
+    result, mix = engine_with_cascade(  # the exact enumerating solver: the fit's cbc finds the same optimum
+        source, answers, cascade_model="cheap", first_rows=fit.result.sampled.size, models=CATALOGUE.names,
+        reference="reference", n_valid=N_ROWS, pool_size=N_ROWS, config=plain_config, prices=prices,
+        solver="enumerate")
     pool = [SimpleNamespace(key=str(p)) for p in range(N_ROWS)]
-    profiled = {str(item.position): ProfiledAnswer(item.label, item.raw, item.error) for item in profile.items}
-    plain_plan = plan_from_profile(profile, plain_config, "enumerate")  # the fit's cbc finds the same optimum
-    plan, merged, cascade = plan_with_cascade(fit, answers, pool, plain_plan, profiled, config)
-    cascade = cascade or mix_cascades(plan, profile, mix or {}, plain_config.error_budget)
+    profiled = {str(i.position): ProfiledAnswer(i.label, i.raw, i.error) for i in result.profile.items}
+    plan, merged, cascade = plan_with_cascade(fit, answers, pool, result.plan, profiled, config)
+    cascade = cascade or mix_cascades(plan, mix, plain_config.error_budget, result.profile)
     return plan, order[np.array(sorted(int(k) for k in merged), dtype=int)], cascade
 
 

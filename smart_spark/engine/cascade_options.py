@@ -42,17 +42,6 @@ class CascadeOptionSpec:
     threshold: float
 
 
-#: Common sample for the options: a quarter of the rows, at least this many, at most the pool;
-#: the pilot (where thresholds are chosen) is this share of it. Fixed from N before any row is seen.
-_MIN_SAMPLE, _PILOT_SHARE = 100, 0.4
-
-
-def option_sample_sizes(n_total: int, pool_size: int) -> tuple[int, int]:
-    """(rows every model answers, of which pilot rows), fixed from ``N`` and the pool size alone."""
-    size = max(0, min(pool_size, n_total - 1, max(_MIN_SAMPLE, n_total // 4)))
-    return size, int(_PILOT_SHARE * size)
-
-
 def cascade_flags(confidence: np.ndarray, agrees: np.ndarray, threshold: float) -> np.ndarray:
     """Per row: the cascade's final answer equals the reference's (escalated rows always do)."""
     return (np.asarray(confidence) < threshold) | np.asarray(agrees, dtype=bool)
@@ -70,7 +59,6 @@ def pick_threshold(confidence: np.ndarray, agrees: np.ndarray, cheap_cost: float
 
     A cascade at agreement ``a`` and cost ``c_t`` mixed with the reference needs
     the share ``x = (1 - target) / (1 - a)`` (all rows when ``a >= target``).
-    The lowest confidence seen keeps every answered pilot row: the plain model.
     """
     confidence = np.asarray(confidence, dtype=float)
     best, best_cost = math.inf, reference_cost
@@ -82,63 +70,6 @@ def pick_threshold(confidence: np.ndarray, agrees: np.ndarray, cheap_cost: float
         if cost < best_cost:
             best, best_cost = float(t), cost
     return best
-
-
-def cascade_option_stats(
-    agrees: Mapping[str, np.ndarray],
-    confidences: Mapping[str, np.ndarray],
-    unit_costs: Mapping[str, float],
-    *,
-    reference: str,
-    accuracy_target: float,
-    error_budget: float,
-    pilot_size: int,
-    offer_plain: bool = True,
-) -> tuple[dict[str, ModelStats], dict[str, CascadeOptionSpec]]:
-    """Each option's confirmation statistics (what the mix planner plans on) and the cascades among them.
-
-    ``agrees[model]``: per profiled row, in profiling order, whether the model
-    agreed with the reference (a failed call is a disagreement; rows whose
-    reference call failed are left out by the caller); ``confidences[model]``:
-    the model's confidence per profiled row, ``-inf`` for a failed call (models
-    without log-probabilities are absent). Thresholds are chosen on the first
-    ``pilot_size`` rows; counts and bounds come from the rows after them, each
-    option at an equal, pre-fixed share of ``error_budget``.
-
-    ``offer_plain=False``: a model with log-probabilities is offered only as its
-    cascade, named by the model itself (what the Spark apply phase routes by:
-    one option per model); a plain model is a cascade whose threshold keeps
-    every answered row, so the pilot may still choose it (then no cascade is
-    recorded). Otherwise both are offered and cascades are named ``model@t``.
-    """
-    n = len(next(iter(agrees.values())))
-    if not 0 < pilot_size < n:
-        raise ValueError(f"pilot_size must be in 1..{n - 1}, got {pilot_size}")
-    confirm = slice(pilot_size, n)
-    flags: dict[str, np.ndarray] = {m: np.asarray(a, dtype=bool) for m, a in agrees.items() if m != reference}
-    costs = {m: float(unit_costs[m]) for m in flags}
-    cascades: dict[str, CascadeOptionSpec] = {}
-    for model, conf in confidences.items():
-        conf = np.asarray(conf, dtype=float)
-        t = pick_threshold(conf[:pilot_size], flags[model][:pilot_size], unit_costs[model],
-                           unit_costs[reference], accuracy_target)
-        pilot_answered = conf[:pilot_size][np.isfinite(conf[:pilot_size])]
-        if not math.isfinite(t) or (not offer_plain and t <= pilot_answered.min()):
-            continue  # no threshold pays (or the plain model is best): the model stays as it is
-        name = model if not offer_plain else f"{model}@{t:.6g}"
-        cascades[name] = CascadeOptionSpec(name, model, t)
-        flags[name] = cascade_flags(conf, agrees[model], t)
-        costs[name] = cascade_unit_cost(conf[confirm], t, unit_costs[model], unit_costs[reference])
-    alpha = error_budget / max(1, len(flags))
-    n_confirm = n - pilot_size
-    stats: dict[str, ModelStats] = {}
-    for name, f in flags.items():
-        k, k_pilot = int(f[confirm].sum()), int(f[:pilot_size].sum())
-        stats[name] = ModelStats(model=name, n=n_confirm, agreements=k,
-                                 lower=float(cp_lower(k, n_confirm, alpha)), upper=float(cp_upper(k, n_confirm, alpha)),
-                                 unit_cost=costs[name], status="satisfied", alpha=alpha, level=alpha,
-                                 pilot_n=pilot_size, pilot_agreements=k_pilot)
-    return stats, cascades
 
 
 def plan_with_cascade_options(
@@ -155,19 +86,40 @@ def plan_with_cascade_options(
 ) -> tuple[MixSolution, dict[str, CascadeOptionSpec]]:
     """The cheapest mix of plain models and cascades on the unprofiled rows (see the module doc).
 
-    ``agrees`` and ``confidences`` as for :func:`cascade_option_stats`. All
+    ``agrees[model]``: per profiled row, in profiling order, whether the model
+    agreed with the reference; ``confidences[model]``: the model's confidence
+    per profiled row (models without log-probabilities are absent). All
     profiled rows are exact; the returned shares are of the ``n_total - n``
     unprofiled rows, and the option names of cascades are ``model@threshold``.
     """
     from smart_spark.engine.engine import _mix
 
     n = len(next(iter(agrees.values())))
+    if not 0 < pilot_size < n:
+        raise ValueError(f"pilot_size must be in 1..{n - 1}, got {pilot_size}")
+    confirm = slice(pilot_size, n)
+    flags: dict[str, np.ndarray] = {m: np.asarray(a, dtype=bool) for m, a in agrees.items() if m != reference}
+    costs = {m: float(unit_costs[m]) for m in flags}
+    cascades: dict[str, CascadeOptionSpec] = {}
+    for model, conf in confidences.items():
+        conf = np.asarray(conf, dtype=float)
+        t = pick_threshold(conf[:pilot_size], flags[model][:pilot_size], unit_costs[model],
+                           unit_costs[reference], accuracy_target)
+        if not math.isfinite(t):
+            continue
+        name = f"{model}@{t:.6g}"
+        cascades[name] = CascadeOptionSpec(name, model, t)
+        flags[name] = cascade_flags(conf, flags[model], t)
+        costs[name] = cascade_unit_cost(conf[confirm], t, unit_costs[model], unit_costs[reference])
     budget = 1.0 - confidence
-    option_stats, cascades = cascade_option_stats(
-        agrees, confidences, unit_costs, reference=reference, accuracy_target=accuracy_target,
-        error_budget=budget, pilot_size=pilot_size)
-    stats = list(option_stats.values())
-    costs = {s.model: s.unit_cost for s in stats}
+    alpha = budget / max(1, len(flags))
+    n_confirm = n - pilot_size
+    stats = []
+    for name, f in flags.items():
+        k = int(f[confirm].sum())
+        stats.append(ModelStats(model=name, n=n_confirm, agreements=k,
+                                lower=float(cp_lower(k, n_confirm, alpha)), upper=float(cp_upper(k, n_confirm, alpha)),
+                                unit_cost=costs[name], status="satisfied", alpha=alpha, level=alpha))
     remaining = n_total - n
     if remaining <= 0:
         return MixSolution({reference: 1.0}, bounds={reference: 1.0}), cascades

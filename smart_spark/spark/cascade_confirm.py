@@ -18,10 +18,10 @@ both calls, so the planner sees the cascade's real unit cost.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+from smart_spark.spark.cascade_mix import escalated_answer, stands
 from smart_spark.spark.state import cascade_entries
 
 AnswerSource = Callable[[str, Sequence[int]], Sequence[Any]]
@@ -51,13 +51,11 @@ class CascadeAnswers:
         out = []
         for position, answer in zip(positions, answers):
             self.asked[model] += 1
-            if _stands(answer, threshold):
+            if stands(answer, threshold):
                 self.kept[model] += 1
                 out.append(answer)
                 continue
-            escalated = self._reference_answers[int(position)]
-            out.append(dataclasses.replace(
-                escalated, model=model, cost=float(answer.cost or 0.0) + float(escalated.cost or 0.0)))
+            out.append(escalated_answer(answer, self._reference_answers[int(position)], model))
         return out
 
     def kept_rate(self, model: str) -> float:
@@ -100,9 +98,3 @@ def confirmed_cascades(state: Any, plan: Any, answers: CascadeAnswers, sample_si
             "profiled_rows": int(sample_size), "error_budget": float(alphas.get(model, 0.0)),
         })
     return {"kind": "confirmed", "cascades": entries} if entries else None
-
-
-def _stands(answer: Any, threshold: float) -> bool:
-    confidence = getattr(answer, "confidence", None)
-    return (answer.error is None and confidence is not None and not math.isnan(confidence)
-            and confidence >= threshold)

@@ -27,7 +27,7 @@ from smart_spark.spark.cascade_fit import (
     plan_with_cascade,
     split_budget,
 )
-from smart_spark.spark.cascade_mix import cascade_mix_profile, mix_cascades, offers_cascade_mix
+from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades, offers_cascade_mix
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description
 from smart_spark.spark.state import DataFingerprint, FittedState, ProfiledAnswer, profile_to_dict
@@ -134,11 +134,11 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
             error_budget=cascade_budget)
         return fit, plain_cannot_win(fit, len(catalogue), data.n_valid, config.accuracy_target)
 
-    def cascade_mix(answer_source, answers):  # plain models and cascades on one sample, instead of the plain engine
-        return cascade_mix_profile(
-            answer_source, answers, catalogue=catalogue, reference=reference, n_valid=data.n_valid,
-            pool_size=len(pool), accuracy_target=config.accuracy_target, error_budget=plain_config.error_budget,
-            prices=prices)
+    def cascade_mix(answer_source, answers, fit, progress):  # the engine, offered the cascade beside plain models
+        return engine_with_cascade(
+            answer_source, answers, cascade_model=candidate, first_rows=fit.result.sampled.size if fit else 0,
+            models=catalogue.names, reference=reference, n_valid=data.n_valid, pool_size=len(pool),
+            config=plain_config, prices=prices, progress=progress)
 
     with_mix = candidate is not None and offers_cascade_mix(catalogue, reference, config.method)
     result, history, answers, fit, mix = _profile_and_plan(
@@ -148,8 +148,8 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
     profile = result.profile
     plan, profiled, cascade = plan_with_cascade(
         fit, answers, pool, result.plan, _profiled_answers(profile, pool, answers, reference), config)
-    if cascade is None and mix:  # the mix of plain models and cascades was chosen: its cascades' thresholds
-        cascade = mix_cascades(plan, profile, mix, plain_config.error_budget)
+    if cascade is None and mix:  # the engine's plan with the cascade among its options was chosen
+        cascade = mix_cascades(plan, mix, plain_config.error_budget, profile)
     state = FittedState(
         plan_json=plan.to_json(),
         profile=profile_to_dict(profile),
@@ -209,11 +209,11 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certif
                       cascade_mix=None):
     """Profile and plan; ``certify(answer_source) -> (cascade fit, skip the plain mix)`` runs first when given.
 
-    ``cascade_mix(answer_source, answers) -> (profile, cascades)``: the mix of
-    plain models and cascades (``spark.cascade_mix``) replaces the plain engine.
+    ``cascade_mix(answer_source, answers, fit, progress) -> (result, cascades)``:
+    the engine offered a cascade beside plain models (``spark.cascade_mix``)
+    replaces the plain engine.
     """
     from smart_spark.engine import SmartEngine
-    from smart_spark.engine.engine import SmartResult, plan_from_profile
 
     history: list[dict] = []
     answers: dict[tuple[str, int], Any] = {}
@@ -248,8 +248,7 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certif
         config = dataclasses.replace(config, method="reference")
     mix = None
     if cascade_mix is not None and pool and not skip_plain:
-        profile, mix = cascade_mix(answer_source, answers)
-        result = SmartResult(profile, plan_from_profile(profile, config))
+        result, mix = cascade_mix(answer_source, answers, fit, progress)
     else:
         engine = SmartEngine(config, models, watch.reference, prices=prices)
         result = engine.run(n_valid, len(pool), answer_source, progress=progress)

@@ -177,3 +177,26 @@ def test_day_two_confirms_a_cascade_with_its_saved_threshold_on_fresh_rows():
     confirmed = confirmed_cascades(state, result.plan, answers, asked, {"cheap": stats.alpha})
     assert cascade_entries(confirmed)[0]["threshold"] == threshold
     assert cascade_entries(confirmed)[0]["share"] == result.plan.fractions["cheap"]
+
+
+def test_the_reference_is_never_asked_twice_when_the_engine_asks_models_in_parallel():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    answers: dict = {}
+    asked: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def source(model, positions):  # records what it paid, like the fit's answer source
+        time.sleep(0.05)
+        out = [Ans("no" if model == "cheap" else "yes", 0.6 if model == "cheap" else None, 0.01) for _ in positions]
+        with lock:
+            asked.extend((model, int(p)) for p in positions)
+            answers.update({(model, int(p)): a for p, a in zip(positions, out)})
+        return out
+
+    cascade = CascadeSource(source, answers, "cheap", "ref", 0.8, offset=0)
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda m: cascade(m, list(range(20))), ["cheap", "ref"]))
+    assert sorted(p for m, p in asked if m == "ref") == list(range(20))

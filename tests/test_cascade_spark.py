@@ -1,14 +1,15 @@
-"""End to end through Spark: cascades as options of the mix beside a plain model, or one certified cascade.
+"""End to end through Spark: a cascade among the engine's options beside a plain model, or one certified cascade.
 
 The stand-in server replays court_opinion for 400 rows: the cheap model's recorded
 answer and confidence (log-probabilities), the reference's answer, and a plain
 model "mid" without log-probabilities (agreeing on a fixed 99% of rows, at 0.4 of
 the reference's price). The fit certifies one cascade for the cheap model on the
-pool's prefixes (half the error budget) and, with the other half, profiles every
-model on one common sample where the cheap model is offered as a cascade beside
-"mid" (``spark.cascade_mix``); it keeps the plan expected to cost less. On this
-seed's pool the mix is chosen. The apply phase keeps the cheap answer at or above
-its threshold and sends the rest straight to the reference; "mid" answers its share.
+pool's prefixes (half the error budget) and, with the other half, runs the engine
+on the rest of the pool with the cheap model offered as a cascade beside "mid"
+(``spark.cascade_mix``); it keeps the plan expected to cost less. On this seed's
+pool the engine's plan is chosen. The apply phase keeps the cheap answer at or
+above its threshold and sends the rest straight to the reference. Day two: the
+saved model confirms its plan, threshold included, on 400 rows it has not seen.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from smart_spark.testing.cascade_replay import LABELS, convert
 COURT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cascade" / "court_opinion.csv"
 N_ROWS, TARGET, CONFIDENCE = 400, 0.9, 0.9
 MID_PRICE, MID_AGREEMENT = 0.4, 0.99
+#: A pool order on which the engine's plan with the cascade wins (on most seeds the one certified cascade does).
+SEED = 14
 CATALOGUE = ModelCatalogue.from_dicts([
     {"name": "cheap", "input_price_per_1m": 0.15, "output_price_per_1m": 0.6, "top_logprobs": 2},
     {"name": "mid", "input_price_per_1m": 2.5 * MID_PRICE, "output_price_per_1m": 10.0 * MID_PRICE},
@@ -133,7 +136,7 @@ def test_cascade_mix_end_to_end_through_spark(spark, court, tmp_path):
     with StandInServer(ReplayBackend.from_csv(replay)) as server:
         clf = SmartLLMClassifier(
             labels=list(LABELS), models=with_base_url(CATALOGUE, server.base_url), referenceModel="reference",
-            accuracyTarget=TARGET, confidence=CONFIDENCE, idCol="id", promptTemplate="{text}", seed=5,
+            accuracyTarget=TARGET, confidence=CONFIDENCE, idCol="id", promptTemplate="{text}", seed=SEED,
             answersPath=str(tmp_path / "answers"), mlflowLogging="always", mlflowTrackingUri=uri,
             mlflowExperiment="cascade",
         )
@@ -152,7 +155,7 @@ def test_cascade_mix_end_to_end_through_spark(spark, court, tmp_path):
 
     cascade = model.state.cascade
     assert cascade is not None and cascade.get("kind") == "mix", (
-        f"seed 5's pool was expected to choose the mix of the cheap model's cascade and mid: {cascade}")
+        f"seed {SEED}'s pool was expected to choose the engine's plan with the cheap model's cascade: {cascade}")
     assert loaded.state.cascade == cascade and set(model.plan.fractions) >= {"cheap"}
     thresholds = model.state.cascades
     threshold = thresholds["cheap"]
@@ -189,7 +192,7 @@ def test_cascade_mix_end_to_end_through_spark(spark, court, tmp_path):
     assert (rows.loc[escalated, "prediction_cost"] > 10 * rows.loc[kept, "prediction_cost"].mean()).all()
 
     # the same procedure without Spark on the same pool order: the same plan and thresholds
-    plan, engine_profiled, engine_cascade = _fit_without_spark(court_data, mid, _spark_pool_order(5))
+    plan, engine_profiled, engine_cascade = _fit_without_spark(court_data, mid, _spark_pool_order(SEED))
     assert plan.fractions.keys() == model.plan.fractions.keys()
     assert all(plan.fractions[m] == pytest.approx(x, abs=1e-6) for m, x in model.plan.fractions.items())
     assert [(c["model"], c["threshold"]) for c in cascade_entries(engine_cascade)] == [("cheap", threshold)]

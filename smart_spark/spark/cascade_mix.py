@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
@@ -123,14 +124,20 @@ class CascadeSource:
                  reference: str, threshold: float | None, offset: int) -> None:
         self.source, self.answers, self.model, self.reference = answer_source, answers, model, reference
         self.threshold, self.offset = threshold, offset
+        #: The engine asks models in parallel: the reference's and the cascade's calls take turns, so a
+        #: row the cascade escalates is never asked of the reference twice at once (paid twice).
+        self._reference_turn = threading.Lock()
 
     def __call__(self, model: str, positions: Sequence[int]) -> list[Any]:
         shifted = [int(p) + self.offset for p in positions]
-        if model != self.model or self.threshold is None:
+        if self.threshold is None or model not in (self.model, self.reference):
             return self._ask(model, shifted)
-        cheap = self._ask(model, shifted)
-        unsure = [p for p, a in zip(shifted, cheap) if not stands(a, self.threshold)]
-        escalated = dict(zip(unsure, self._ask(self.reference, unsure))) if unsure else {}
+        with self._reference_turn:
+            if model == self.reference:
+                return self._ask(model, shifted)
+            cheap = self._ask(model, shifted)
+            unsure = [p for p, a in zip(shifted, cheap) if not stands(a, self.threshold)]
+            escalated = dict(zip(unsure, self._ask(self.reference, unsure))) if unsure else {}
         return [a if p not in escalated else escalated_answer(a, escalated[p], model) for p, a in zip(shifted, cheap)]
 
     def _ask(self, model: str, positions: list[int]) -> list[Any]:

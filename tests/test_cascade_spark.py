@@ -109,7 +109,7 @@ def _spark_pool_order(seed: int) -> np.ndarray:
     return np.array([int(k.split("|", 1)[0]) for k in keys])
 
 
-def _engine_kept_shares(court_data, mid, runs: int = 60) -> np.ndarray:
+def _engine_kept_shares(court_data, mid, runs: int = 30) -> np.ndarray:
     """The share of rows whose answer the cheap model kept, over random profiling orders and routings."""
     conf = court_data.confidence[:N_ROWS]
     shares = []

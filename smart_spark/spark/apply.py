@@ -331,7 +331,8 @@ def _triage(spec, plan, keys, texts, outcomes):
         if hit is not None:
             prior[i] = hit
         first = plan.route(key)
-        chains[i] = [first] + plan.escalation(first)
+        # a cascade's unsure or failed rows go straight to the reference: what its agreement flags counted
+        chains[i] = [first] + ([plan.reference] if first in spec.cascades else plan.escalation(first))
         leaders.append(i)
     return leaders, followers, chains, prior
 

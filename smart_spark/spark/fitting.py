@@ -27,6 +27,7 @@ from smart_spark.spark.cascade_fit import (
     plan_with_cascade,
     split_budget,
 )
+from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades, offers_cascade_mix
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description
 from smart_spark.spark.state import DataFingerprint, FittedState, ProfiledAnswer, profile_to_dict
@@ -124,20 +125,32 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
     candidate = cascade_candidate(catalogue, reference, config.method) if pool else None
     plain_config, cascade_budget = split_budget(config, candidate)
 
+    prices = row_prices(catalogue, [spec.prompt(row.text) for row in pool], spec.labels, spec.system_prompt)
+
     def certify(answer_source):  # the cascade first: it tells whether the plain mix is worth profiling
         fit = certify_on_pool(
-            answer_source, model=candidate, reference=reference, catalogue=catalogue, unit_costs={},
+            answer_source, model=candidate, reference=reference, catalogue=catalogue, unit_costs=prices,
             n_valid=data.n_valid, pool_size=len(pool), accuracy_target=config.accuracy_target,
             error_budget=cascade_budget)
         return fit, plain_cannot_win(fit, len(catalogue), data.n_valid, config.accuracy_target)
 
-    prices = row_prices(catalogue, [spec.prompt(row.text) for row in pool], spec.labels, spec.system_prompt)
-    result, history, answers, fit = _profile_and_plan(
+    def cascade_mix(answer_source, answers, fit, progress):  # the engine, offered the cascade beside plain models
+        return engine_with_cascade(
+            answer_source, answers, cascade_model=candidate, first_rows=fit.result.sampled.size if fit else 0,
+            models=catalogue.names, reference=reference, n_valid=data.n_valid, pool_size=len(pool),
+            config=plain_config, prices=prices, row_keys=lambda positions: [pool[p].key for p in positions],
+            progress=progress)
+
+    with_mix = candidate is not None and offers_cascade_mix(catalogue, reference, config.method)
+    result, history, answers, fit, mix = _profile_and_plan(
         caller, plain_config, catalogue.names, spec, watch, data.n_valid, pool,
-        certify=certify if candidate is not None else None, prices=prices)
+        certify=certify if candidate is not None else None, prices=prices,
+        cascade_mix=cascade_mix if with_mix else None)
     profile = result.profile
     plan, profiled, cascade = plan_with_cascade(
         fit, answers, pool, result.plan, _profiled_answers(profile, pool, answers, reference), config)
+    if cascade is None and mix:  # the engine's plan with the cascade among its options was chosen
+        cascade = mix_cascades(plan, mix, plain_config.error_budget, profile)
     state = FittedState(
         plan_json=plan.to_json(),
         profile=profile_to_dict(profile),
@@ -193,8 +206,14 @@ def row_prices(catalogue: ModelCatalogue, prompts, labels, system_prompt: str | 
     return {spec.name: spec.cost(prompt_tokens, completion_tokens) for spec in catalogue}
 
 
-def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certify=None, prices=None):
-    """Profile and plan; ``certify(answer_source) -> (cascade fit, skip the plain mix)`` runs first when given."""
+def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certify=None, prices=None,
+                      cascade_mix=None):
+    """Profile and plan; ``certify(answer_source) -> (cascade fit, skip the plain mix)`` runs first when given.
+
+    ``cascade_mix(answer_source, answers, fit, progress) -> (result, cascades)``:
+    the engine offered a cascade beside plain models (``spark.cascade_mix``)
+    replaces the plain engine.
+    """
     from smart_spark.engine import SmartEngine
 
     history: list[dict] = []
@@ -228,11 +247,15 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certif
         import dataclasses
 
         config = dataclasses.replace(config, method="reference")
-    engine = SmartEngine(config, models, watch.reference, prices=prices,
-                         row_keys=lambda positions: [pool[p].key for p in positions])
-    result = engine.run(n_valid, len(pool), answer_source, progress=progress)
+    mix = None
+    if cascade_mix is not None and pool and not skip_plain:
+        result, mix = cascade_mix(answer_source, answers, fit, progress)
+    else:
+        engine = SmartEngine(config, models, watch.reference, prices=prices,
+                             row_keys=lambda positions: [pool[p].key for p in positions])
+        result = engine.run(n_valid, len(pool), answer_source, progress=progress)
     watch.check()
-    return result, history, answers, fit
+    return result, history, answers, fit, mix
 
 
 def preflight(catalogue: ModelCatalogue) -> None:

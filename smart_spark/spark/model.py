@@ -38,7 +38,7 @@ from smart_spark.spark.apply import EMPTY_TEXT, OVERSIZE, RESULT_DDL
 from smart_spark.spark.params import SmartParams
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import is_connect, job_description
-from smart_spark.spark.state import READABLE_VERSIONS, DataFingerprint, FittedState
+from smart_spark.spark.state import READABLE_VERSIONS, DataFingerprint, FittedState, cascade_entries
 
 logger = logging.getLogger("smart_spark")
 
@@ -218,10 +218,10 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
             "execution_mode": self.getExecutionMode(),
         }
         summary["escalated_rows"] = sum(int(r["escalated"] or 0) for r in rows)
-        cascade = self._state_cascade()
-        if cascade:  # share of the valid rows whose answer the cascade model kept (profiled rows included)
-            kept = by_model.get(cascade["model"], 0)
-            summary["cascade_kept_share"] = {cascade["model"]: kept / max(1, run.n_valid)}
+        cascades = cascade_entries(self._state_cascade())
+        if cascades:  # share of the valid rows whose answer each cascade model kept (profiled rows included)
+            summary["cascade_kept_share"] = {c["model"]: by_model.get(c["model"], 0) / max(1, run.n_valid)
+                                             for c in cascades}
         # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.
         summary["promise_kept"] = summary["null_rows_with_text"] <= summary["failure_slack_rows"]
         if not summary["promise_kept"]:

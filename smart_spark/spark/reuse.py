@@ -49,14 +49,14 @@ class Reuse:
 def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: DataFingerprint, store: Any) -> Reuse:
     from smart_spark.engine.confirm import PlanEstimates, confirm_plan, confirmation_size
 
-    if model.state.cascade:  # a cascade's threshold is certified on the rows it applies to: certify it anew
-        logger.info("SMART: new data for a model with a confidence cascade; fitting it on the new data")
-        refit = _refit(model, dataset)
-        return Reuse("refit", refit.state, refit.run, {"decision": "refit", "reason": "confidence cascade"})
+    from smart_spark.spark.cascade_confirm import CascadeAnswers, cascade_rates, confirmed_cascades
+
     catalogue = model.validate()
     config = model.engineConfig()
     plan = model.state.plan()
     rates = PlanEstimates.from_profile(model.profile)
+    if model.state.cascade:  # cascades with their saved thresholds are confirmed like plain models
+        rates = PlanEstimates(cascade_rates(model.state, rates.counts))
     wanted = min(confirmation_size(plan, data.n_valid, config, rates), data.n_valid)
     started = time.monotonic()
     spark = dataset.sparkSession
@@ -67,11 +67,15 @@ def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: Da
     with ProfilingCalls(model, catalogue, store) as factory:
         caller = factory(spec)
 
-        def answer_source(name: str, positions):
+        def paid_answers(name: str, positions):
             return caller.ask({name: [spec.prompt(pool[p].text) for p in positions]})[name]
 
+        answer_source = CascadeAnswers(paid_answers, plan.reference, model.state.cascades)
         result = confirm_plan(plan, data.n_valid, len(pool), answer_source, config, rates=rates)
     stats = _confirmation_stats(result, result.profile.confirmation_size, caller, plan)
+    for name, threshold in model.state.cascades.items():
+        stats[f"cascade.threshold.{name}"] = threshold
+        stats[f"cascade.kept_rate.{name}"] = answer_source.kept_rate(name)
     logger.info("SMART confirmation on new data (%d rows): %s", data.n_valid, stats)
     if not result.holds:
         failing = ", ".join(result.failing_models) or ", ".join(sorted(plan.fractions))
@@ -93,12 +97,15 @@ def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: Da
         plan_json=result.plan.to_json(), profile=profile_to_dict(result.profile), profiled=profiled,
         fitted_with=model.state.fitted_with, data=data, pool_size=len(pool), n_rows=data.n_rows,
         n_valid=data.n_valid, profiling_seconds=time.monotonic() - started,
+        cascade=confirmed_cascades(model.state, result.plan, answer_source, len(profiled),
+                                   {m: s.alpha for m, s in result.profile.stats.items()}),
     )
     run = SmartRun(
         plan=result.plan, profile=result.profile, n_rows=data.n_rows, n_valid=data.n_valid, pool_size=len(pool),
         profiling_seconds=state.profiling_seconds, output_col=model.getOutputCol(), reference=plan.reference,
         fit_paid=caller.spent, fit_reused=caller.reused,
         profiled_keys=frozenset(k for k, a in profiled.items() if a.error is None), consumed_keys=frozenset(profiled),
+        cascade=state.cascade,
     )
     return Reuse("confirmed", state, run, stats | {"decision": "confirmed"})
 

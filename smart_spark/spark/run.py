@@ -62,8 +62,9 @@ class SmartRun:
             f"vs reference on all rows ${ref:.4f}"
             + (f" -> {ref / self.expected_cost:.1f}x cheaper" if self.expected_cost > 0 else ""),
         ]
-        if self.cascade:
-            c = self.cascade
+        from smart_spark.spark.state import cascade_entries
+
+        for c in reversed(cascade_entries(self.cascade)):
             lines.insert(3, f"  cascade: {c['model']} answer kept at confidence >= {c['threshold']:.6g} "
                             f"(about {c['expected_kept_share']:.1%} of the rows left), else the reference; "
                             f"certified on {c['profiled_rows']} profiled rows at error budget {c['error_budget']:g}")

@@ -56,6 +56,20 @@ class DataFingerprint:
         return other is not None and dataclasses.astuple(self) == dataclasses.astuple(other)
 
 
+def cascade_entries(cascade: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The cascades a state applies, one dict each (``model``, ``threshold``, ``expected_kept_share``, ...).
+
+    A state holds either one certified cascade (``spark.cascade_fit``: the dict
+    itself) or the cascades of a mix of plain models and cascades
+    (``spark.cascade_mix``: a dict with their list under ``"cascades"``).
+    """
+    if not cascade:
+        return []
+    if "cascades" in cascade:
+        return [dict(c) for c in cascade["cascades"]]
+    return [dict(cascade)]
+
+
 @dataclass(frozen=True)
 class FittedState:
     """Everything a fitted model applies; see the module docstring."""
@@ -82,9 +96,7 @@ class FittedState:
     @property
     def cascades(self) -> dict[str, float]:
         """Model -> certified threshold, what the apply phase needs (empty: no cascade)."""
-        if not self.cascade:
-            return {}
-        return {str(self.cascade["model"]): float(self.cascade["threshold"])}
+        return {str(c["model"]): float(c["threshold"]) for c in cascade_entries(self.cascade)}
 
     # ------------------------------------------------------------ views
     def plan(self):

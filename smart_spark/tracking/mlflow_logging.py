@@ -119,12 +119,15 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
         metric(metric_key("alpha", model), stats.alpha)
         metric(metric_key("fraction", model), plan.fractions.get(model, 0.0))
         tags.append(RunTag(metric_key("smart.status", model), str(stats.status)))
-    cascade = getattr(run, "cascade", None)
-    if cascade:  # the certified confidence cascade the plan applies
+    from smart_spark.spark.state import cascade_entries
+
+    for cascade in cascade_entries(getattr(run, "cascade", None)):  # the certified confidence cascades the plan applies
         metric(metric_key("cascade.threshold", cascade["model"]), cascade["threshold"])
         metric(metric_key("cascade.expected_kept_share", cascade["model"]), cascade["expected_kept_share"])
         metric(metric_key("cascade.profiled_rows", cascade["model"]), cascade["profiled_rows"])
         metric(metric_key("cascade.error_budget", cascade["model"]), cascade["error_budget"])
+        if "share" in cascade:  # a cascade among the options of the mix: the share of the rows left it was given
+            metric(metric_key("cascade.share", cascade["model"]), cascade["share"])
     for event in run.progress:
         step = int(event["items_done"])
         metric("profiling.spent_usd", event["spent"], step)

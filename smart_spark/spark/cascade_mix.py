@@ -1,0 +1,216 @@
+"""Fit-time mix of plain models and a confidence cascade, planned by the engine's own profiler.
+
+When the catalogue has a model with log-probabilities *and* at least one other
+cheap model, the plain side of the fit (:mod:`smart_spark.spark.cascade_fit`'s
+budget split) offers the engine that model as a cascade ``(model, threshold)``
+beside the plain models, instead of the plain model:
+
+1. The threshold is chosen on the rows the one-cascade certificate already
+   profiled (the pool's first ``k`` rows, both models' answers paid): the one
+   whose point-estimated mix with the reference costs least
+   (``engine.cascade_options.pick_threshold``). Nothing more is paid for it.
+2. The engine (``SmartEngine``: adaptive pilot, pays-off rules, confirmation,
+   bounds at the routed group sizes, the mix planner) runs on the rest of the
+   pool, ``pool[k:]``, for the rows outside the first ``k``, at the target those
+   rows must reach. To it the cascade is one more model: its answer on a row is
+   the cheap answer at or above the threshold, else the reference's (what the
+   apply phase does: a cascade's unsure or failed rows go straight to the
+   reference), at the cost of both calls.
+
+Why the promise holds: ``k`` is a stopping time of the pool's random order (the
+certificate stops from what it saw), so given the first ``k`` rows the rest of
+the pool is a uniformly random order of the other rows. The threshold is fixed
+from the first ``k`` rows, so on the other rows whether the cascade's final
+answer equals the reference's is a fixed property of each row, and the
+engine's guarantee covers the cascade like any model, on the rows it plans for.
+The first ``k`` rows carry the reference's answer (exact), so the engine's
+target for the others is ``(target N - k) / (N - k)``, and its promise over them
+gives at least ``target N`` agreeing rows over all N.
+
+One option per model: a model with log-probabilities is offered as its cascade
+only (when the threshold chosen keeps every answered row, it is the plain model
+and is offered plain), so the output's model column and the per-cascade kept
+share stay unambiguous.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from smart_spark.engine.cascade_options import pick_threshold
+from smart_spark.llm.labels import agreement_key
+
+logger = logging.getLogger("smart_spark")
+
+AnswerSource = Callable[[str, Sequence[int]], Sequence[Any]]
+
+#: Fewest certificate rows a threshold is chosen on (fewer: the model is offered plain).
+MIN_THRESHOLD_ROWS = 40
+
+
+def offers_cascade_mix(catalogue: Any, reference: str, method: str) -> bool:
+    """True when the engine is offered a cascade beside plain models in the fit."""
+    cheap = [s for s in catalogue if s.name != reference]
+    return method == "mix" and len(cheap) >= 2 and any(getattr(s, "top_logprobs", 0) for s in cheap)
+
+
+def engine_with_cascade(
+    answer_source: AnswerSource,
+    answers: Mapping[tuple[str, int], Any],
+    *,
+    cascade_model: str,
+    first_rows: int,
+    models: Sequence[str],
+    reference: str,
+    n_valid: int,
+    pool_size: int,
+    config: Any,
+    prices: Mapping[str, float],
+    solver: str = "cbc",
+    row_keys: Callable[[Sequence[int]], list[str]] | None = None,
+    progress: Any = None,
+) -> tuple[Any, dict[str, dict[str, float]]]:
+    """The engine's result on ``pool[first_rows:]`` with ``cascade_model`` as a cascade (see the module doc).
+
+    ``answers``: (model, pool position) -> answer already paid, the certificate's
+    first ``first_rows`` rows among them. ``row_keys(pool positions)``: the rows'
+    routing keys, so a blend is scored by the split hash production routes with. Returns the engine's result with
+    positions, totals and the target in terms of the whole pool and all
+    ``n_valid`` rows, and ``{cascade_model: {"threshold", "kept_rate"}}`` (empty
+    when the model is offered plain).
+    """
+    from smart_spark.engine import SmartEngine
+    from smart_spark.engine.engine import SmartResult
+
+    k = min(int(first_rows), pool_size, n_valid)
+    threshold, kept_rate = _threshold(answers, cascade_model, reference, k, prices, config.accuracy_target)
+    cascade = math.isfinite(threshold)
+    source = CascadeSource(answer_source, answers, cascade_model, reference, threshold if cascade else None, k)
+    exact = sum(1 for p in range(k) if _ok(answers.get((reference, p))))
+    rest = n_valid - k
+    target = min(1.0, max(0.0, (config.accuracy_target * n_valid - exact) / rest)) if rest else 0.0
+    rest_prices = dict(prices)
+    if cascade and cascade_model in prices and reference in prices:
+        rest_prices[cascade_model] = prices[cascade_model] + (1.0 - kept_rate) * prices[reference]
+    shifted_keys = None if row_keys is None else (lambda positions: row_keys([int(p) + k for p in positions]))
+    engine = SmartEngine(dataclasses.replace(config, accuracy_target=target), list(models), reference,
+                         solver=solver, prices=rest_prices, row_keys=shifted_keys)
+    result = engine.run(rest, pool_size - k, source, progress=progress)
+    if cascade:
+        logger.info("SMART cascade beside plain models: %s kept at confidence >= %.6g (about %.1f%% of %d rows); "
+                    "the engine planned the other %d rows", cascade_model, threshold, 100 * kept_rate, k, rest)
+    profile = dataclasses.replace(result.profile, n_total=n_valid, accuracy_target=config.accuracy_target,
+                                  positions=np.asarray(result.profile.positions, dtype=np.int64) + k)
+    plan = dataclasses.replace(result.plan, n_total=n_valid, accuracy_target=config.accuracy_target)
+    found = {cascade_model: {"threshold": threshold, "kept_rate": kept_rate}} if cascade else {}
+    return SmartResult(profile, plan), found
+
+
+class CascadeSource:
+    """The engine's answer source on ``pool[offset:]``: the cascade model answers as its cascade.
+
+    Every answer already paid (``answers``) is reused; a cascade answer below
+    the threshold (or failed, or without a confidence) is replaced by the
+    reference's answer to the row at the cost of both calls, which is the
+    cascade's final answer and cost in the apply phase. ``threshold=None``:
+    the model answers plain.
+    """
+
+    def __init__(self, answer_source: AnswerSource, answers: Mapping[tuple[str, int], Any], model: str,
+                 reference: str, threshold: float | None, offset: int) -> None:
+        self.source, self.answers, self.model, self.reference = answer_source, answers, model, reference
+        self.threshold, self.offset = threshold, offset
+        #: The engine asks models in parallel: the reference's and the cascade's calls take turns, so a
+        #: row the cascade escalates is never asked of the reference twice at once (paid twice).
+        self._reference_turn = threading.Lock()
+
+    def __call__(self, model: str, positions: Sequence[int]) -> list[Any]:
+        shifted = [int(p) + self.offset for p in positions]
+        if self.threshold is None or model not in (self.model, self.reference):
+            return self._ask(model, shifted)
+        with self._reference_turn:
+            if model == self.reference:
+                return self._ask(model, shifted)
+            cheap = self._ask(model, shifted)
+            unsure = [p for p, a in zip(shifted, cheap) if not stands(a, self.threshold)]
+            escalated = dict(zip(unsure, self._ask(self.reference, unsure))) if unsure else {}
+        return [a if p not in escalated else escalated_answer(a, escalated[p], model) for p, a in zip(shifted, cheap)]
+
+    def _ask(self, model: str, positions: list[int]) -> list[Any]:
+        missing = [p for p in positions if (model, p) not in self.answers]
+        fresh = dict(zip(missing, self.source(model, missing))) if missing else {}
+        return [self.answers[(model, p)] if (model, p) in self.answers else fresh[p] for p in positions]
+
+
+def escalated_answer(cheap: Any, reference: Any, model: str) -> Any:
+    """The cascade's final answer to an escalated row: the reference's, at the cost of both calls."""
+    cost = float(cheap.cost or 0.0) + float(reference.cost or 0.0)
+    if dataclasses.is_dataclass(reference):
+        return dataclasses.replace(reference, model=model, cost=cost)
+    return SimpleNamespace(**{**vars(reference), "model": model, "cost": cost})
+
+
+def stands(answer: Any, threshold: float) -> bool:
+    """The cascade keeps this answer: answered, with a confidence at or above the threshold."""
+    confidence = getattr(answer, "confidence", None)
+    return (answer.error is None and confidence is not None and not math.isnan(confidence)
+            and confidence >= threshold)
+
+
+def mix_cascades(plan: Any, cascades: Mapping[str, Mapping[str, float]], error_budget: float,
+                 profile: Any = None) -> dict | None:
+    """What the fitted state keeps (and MLflow logs) for the cascades the plan routes rows to (None: none)."""
+    entries = []
+    for model, cascade in sorted(cascades.items()):
+        share = float(plan.fractions.get(model, 0.0))
+        if share <= 0:
+            continue
+        stats = profile.stats.get(model) if profile is not None else None
+        entries.append({
+            "model": model, "threshold": float(cascade["threshold"]), "share": share,
+            "expected_kept_share": share * float(cascade["kept_rate"]) * plan.n_remaining / max(plan.n_total, 1),
+            "profiled_rows": int(stats.n + stats.pilot_n) if stats else 0,
+            "error_budget": float(plan.alphas.get(model, 0.0)),
+            "confirmation_rows": int(stats.n) if stats else 0,
+            "confirmation_agreements": int(stats.agreements) if stats else 0,
+        })
+    if not entries:
+        return None
+    return {"kind": "mix", "error_budget": error_budget, "cascades": entries}
+
+
+def _threshold(answers, model, reference, k, prices, target) -> tuple[float, float]:
+    """The threshold chosen on the first ``k`` rows and the share of them it keeps (inf: offer the model plain)."""
+    rows = [p for p in range(k) if (model, p) in answers and _ok(answers.get((reference, p)))]
+    if len(rows) < MIN_THRESHOLD_ROWS or model not in prices or reference not in prices:
+        return math.inf, 0.0
+    conf = np.array([_confidence(answers[(model, p)]) for p in rows])
+    ref_keys = [_key(answers[(reference, p)]) for p in rows]
+    agrees = np.array([_key(answers[(model, p)]) == r for p, r in zip(rows, ref_keys)], dtype=bool)
+    t = pick_threshold(conf, agrees, prices[model], prices[reference], target)
+    answered = conf[np.isfinite(conf)]
+    if not math.isfinite(t) or not answered.size or t <= answered.min():
+        return math.inf, 0.0  # no threshold pays, or the one chosen keeps every answered row: the plain model
+    return float(t), float(np.mean(conf >= t))
+
+
+def _confidence(answer: Any) -> float:
+    value = getattr(answer, "confidence", None)
+    if answer.error is not None or value is None or math.isnan(value):
+        return -math.inf
+    return float(value)
+
+
+def _key(answer: Any) -> Any:
+    return agreement_key(answer.label, answer.raw) if answer.error is None else None
+
+
+def _ok(answer: Any) -> bool:
+    return answer is not None and _key(answer) is not None

@@ -6,8 +6,8 @@ claims nothing it did not get. Endpoints are stand-in servers run by the test
 (so their request counters prove what was, and was not, paid for), a closed
 port, or a server that rejects every key.
 
-Quick checks stop before Spark starts; the runs that need Spark use 60-100 rows. The two runs
-that must fail mid-job call the job's ``main`` in this process on the tests' Spark session.
+Quick checks stop before Spark starts; the runs that need Spark use 60-100 rows and call the
+job's ``main`` in this process on the tests' Spark session (no JVM start per run).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 
 from smart_spark.testing import BackendError, FaultConfig, SimulatedBackend, StandInServer
 from smart_spark.testing.demo_data import write_demo
-from test_front_door import ROOT, _env, run_job
+from test_front_door import ROOT, _env, run_in_process, run_job
 from test_preflight import closed_port, rejecting_server  # noqa: F401 - a fixture
 
 DEMO_CATALOGUE = ROOT / "conf" / "demo_catalogue.yaml"
@@ -130,7 +130,7 @@ def test_plain_file_as_tracking_uri_fails_before_paying(tmp_path):
 
 
 # ------------------------------ real endpoints, flags, write mode (needs Spark)
-def test_own_catalogue_flags_and_write_mode_checked_before_paying(tmp_path):
+def test_own_catalogue_flags_and_write_mode_checked_before_paying(spark, tmp_path, monkeypatch, capsys):
     prompt = "Sentiment of this review, one of {labels}, nothing else.\nREVIEW >>> {text}\nANSWER:"
     (tmp_path / "prompt.txt").write_text(prompt + "\n")
     data = _data(tmp_path, n=60)
@@ -139,7 +139,7 @@ def test_own_catalogue_flags_and_write_mode_checked_before_paying(tmp_path):
         catalogue = _catalogue_at(tmp_path, server.base_url)
         args = ("--input", data, "--catalogue", catalogue, "--no-stand-in", "--labels", ",".join(LABELS),
                 "--prompt-file", str(tmp_path / "prompt.txt"), "--output", str(out), "--max-profile", "30")
-        proc = run_job(tmp_path, *args)
+        proc = run_in_process(tmp_path, monkeypatch, capsys, *args)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "SIMULATED" not in proc.stdout  # the catalogue's endpoints answered, not the job's stand-in
         import pandas as pd
@@ -151,10 +151,10 @@ def test_own_catalogue_flags_and_write_mode_checked_before_paying(tmp_path):
         assert server.answered_count(first["sentiment_pred_model"], sent) >= 1  # the prompt file was used
         paid = _completions(server)
 
-        again = run_job(tmp_path, *args, "--mode", "error", timeout=180)
+        again = run_in_process(tmp_path, monkeypatch, capsys, *args, "--mode", "error")
         assert again.returncode == 3, again.stdout + again.stderr
         assert "already exists and mode is 'error'" in _one_error_line(again)
-        ignored = run_job(tmp_path, *args, "--mode", "ignore", timeout=180)
+        ignored = run_in_process(tmp_path, monkeypatch, capsys, *args, "--mode", "ignore")
         assert ignored.returncode == 0 and "nothing to do, nothing paid" in ignored.stdout
         assert _completions(server) == paid  # neither run called a model
 
@@ -192,18 +192,12 @@ class _GoesDownAfter:
 def _run_against(spark, tmp_path: Path, server: StandInServer, monkeypatch, capsys) -> subprocess.CompletedProcess:
     """The job's ``main`` in this process, on the tests' Spark session (the job takes an active session, as
     under spark-submit): the same code as the console script without a JVM start per test."""
-    from smart_spark.cli.classify import main
-
     config = tmp_path / "job.yaml"
     config.write_text(yaml.safe_dump({
         "input": _data(tmp_path, n=80), "catalogue": _catalogue_at(tmp_path, server.base_url),
         "output": str(tmp_path / "out"), "max_retries": 0, "max_profile": 40, "max_error_rate": 0.01,
     }))
-    monkeypatch.chdir(tmp_path)  # the MLflow store and its artifacts land here
-    capsys.readouterr()
-    code = main(["--config", str(config)])
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(["classify"], code, captured.out, captured.err)
+    return run_in_process(tmp_path, monkeypatch, capsys, "--config", str(config))
 
 
 def test_no_reference_answers_is_a_profiling_error(spark, tmp_path, monkeypatch, capsys):
@@ -305,19 +299,21 @@ def test_databricks_job_flags_are_the_cli_flags():
 
 
 # ------------------------------------------- the daily job: save, load, reuse
-def test_saved_model_is_loaded_by_the_next_run_and_nothing_is_paid_twice(tmp_path):
+def test_saved_model_is_loaded_by_the_next_run_and_nothing_is_paid_twice(spark, tmp_path, monkeypatch, capsys):
     data = _data(tmp_path, n=80)
     store, model = tmp_path / "answers", tmp_path / "model"
     with StandInServer(SimulatedBackend.from_yaml(DEMO_CATALOGUE)) as server:
         catalogue = _catalogue_at(tmp_path, server.base_url)
         common = ("--input", data, "--catalogue", catalogue, "--no-stand-in", "--max-profile", "40",
                   "--answers-path", str(store))
-        first = run_job(tmp_path, *common, "--output", str(tmp_path / "day1"), "--save-model", str(model))
+        first = run_in_process(tmp_path, monkeypatch, capsys, *common, "--output", str(tmp_path / "day1"),
+                               "--save-model", str(model))
         assert first.returncode == 0, first.stderr[-3000:]
         assert "fitted model saved" in first.stdout and (model / "metadata").exists()
         paid = _completions(server)
 
-        second = run_job(tmp_path, *common, "--output", str(tmp_path / "day2"), "--load-model", str(model))
+        second = run_in_process(tmp_path, monkeypatch, capsys, *common, "--output", str(tmp_path / "day2"),
+                                "--load-model", str(model))
         assert second.returncode == 0, second.stderr[-3000:]
         assert "fitted model loaded" in second.stdout
         assert _completions(server) == paid  # same rows, same store: every answer reused

@@ -1,8 +1,11 @@
 """The front door: ``python -m jobs.classify`` (default demo, config file, bad input) and the quickstart notebook.
 
-Every run is a subprocess with its cwd in ``tmp_path`` (outputs, MLflow store
-and artifacts land there; the repository stays clean) and this interpreter as
-the Spark Python workers' interpreter.
+Every run has its cwd in ``tmp_path`` (outputs, MLflow store and artifacts
+land there; the repository stays clean). The default run and bad input run as
+subprocesses (the console script as a user starts it); the runs that only need
+a working job call its ``main`` in this process on the tests' Spark session
+(``run_in_process``: the same code, as under spark-submit, without a JVM start
+per test).
 """
 
 from __future__ import annotations
@@ -33,6 +36,18 @@ def run_job(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Completed
     )
 
 
+def run_in_process(tmp_path: Path, monkeypatch, capsys, *args: str) -> subprocess.CompletedProcess:
+    """The job's ``main(args)`` in this process, on the active Spark session, cwd ``tmp_path``."""
+    from smart_spark.cli.classify import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["classify", *args], code, captured.out, captured.err)
+
+
 def _summary_ok(proc: subprocess.CompletedProcess, rows: int) -> str:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -61,13 +76,13 @@ def test_default_run_no_arguments(tmp_path):
     assert f"${spend:.4f}" in out
 
 
-def test_run_from_config_file_with_overrides(tmp_path):
+def test_run_from_config_file_with_overrides(spark, tmp_path, monkeypatch, capsys):
     from smart_spark.testing.demo_data import write_demo
 
     data = write_demo(str(tmp_path / "reviews.csv"), n=300, seed=3)
     out_dir = tmp_path / "out"
-    proc = run_job(
-        tmp_path, "--config", str(ROOT / "conf" / "job_example.yaml"), "--input", data,
+    proc = run_in_process(
+        tmp_path, monkeypatch, capsys, "--config", str(ROOT / "conf" / "job_example.yaml"), "--input", data,
         "--output", str(out_dir), "--mlflow-tracking-uri", str(tmp_path / "tracking"), "--target", "0.85",
     )
     out = _summary_ok(proc, 300)

@@ -17,7 +17,6 @@ runs on the same data and seeds in the same run and is printed beside ours.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import dataclass
 from typing import Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from smart_spark.engine.cascade import certify_cascade, disagreement_budget
 from smart_spark.engine.cascade_data import CascadeData, dataset_paths, load_dataset
+from jobs.sim_output import write_rows
 
 CHEAP_COST = 1.0 / 16.0
 REFERENCE_COST = 1.0
@@ -155,10 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     row[f"bargain_{key}"] = value
             rows.append(row)
             print(_format(row, with_bargain), flush=True)
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(args.out, rows)
     return 0
 
 

@@ -25,9 +25,7 @@ alone (profiling included).
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
-import math
 from types import SimpleNamespace
 from typing import Sequence
 
@@ -39,6 +37,7 @@ from smart_spark.engine.plan import stable_unit_hash
 from smart_spark.spark.cascade_fit import certify_on_pool, plan_with_cascade, split_budget
 from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades
 from smart_spark.spark.state import ProfiledAnswer, cascade_entries
+from jobs.sim_output import noise_band, write_rows
 
 REFERENCE, CHEAP = "reference", "cheap"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
@@ -154,7 +153,7 @@ def run_setting(n_rows: int, confidence_level: float, scores: str, target: float
         "n": n_rows, "confidence": confidence_level, "scores": scores, "target": target, "runs": runs,
         "plain_side": plain_side,
         "violation_rate": violations / runs, "allowed": allowed,
-        "noise_band": allowed + 3 * math.sqrt(allowed * (1 - allowed) / runs),
+        "noise_band": noise_band(allowed, runs),
         "chosen": " ".join(f"{k}={v}" for k, v in sorted(chosen.items())),
         "cheap_kept_share": kept_share, "cost_vs_reference": cost_ratio,
     }
@@ -182,10 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['noise_band']:>11.3f} {r['cheap_kept_share']:>6.3f} {r['cost_vs_reference']:>8.3f}  {r['chosen']}",
               flush=True)
     if args.out:
-        with open(args.out, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.out, rows)
     return 0 if all(r["violation_rate"] <= r["noise_band"] for r in rows) else 1
 
 

@@ -13,7 +13,6 @@ coin flip and the certificate has to do the work. Printed beside the allowed
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 from typing import Sequence
@@ -22,6 +21,7 @@ import numpy as np
 
 from smart_spark.engine.cascade import certify_cascade
 from smart_spark.paper.cascade_sim import SCORE_KINDS, simulate_dataset
+from jobs.sim_output import write_rows
 
 
 def violation_rate(kind: str, n_rows: int, target: float, confidence: float, agreement: float, runs: int, seed: int) -> tuple[float, float]:
@@ -73,10 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'ok' if row['ok'] else 'VIOLATION'}",
             flush=True,
         )
-    with open(args.out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(args.out, rows)
     return 0 if all(r["ok"] for r in rows) else 1
 
 

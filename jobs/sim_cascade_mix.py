@@ -17,14 +17,13 @@ share of rows given to cascades, and the cost against the reference alone
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
-import math
 from typing import Sequence
 
 import numpy as np
 
 from smart_spark.engine.cascade_options import cascade_flags, plan_with_cascade_options
+from jobs.sim_output import noise_band, write_rows
 
 REFERENCE = "reference"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
@@ -81,7 +80,7 @@ def run_setting(n_rows: int, confidence_level: float, target: float, runs: int, 
     allowed = 1.0 - confidence_level
     return {
         "n": n_rows, "confidence": confidence_level, "target": target, "runs": runs, "violation_rate": rate,
-        "allowed": allowed, "noise_band": allowed + 3 * math.sqrt(allowed * (1 - allowed) / runs),
+        "allowed": allowed, "noise_band": noise_band(allowed, runs),
         "cascade_share": cascade_share, "cost_vs_reference": cost_ratio,
     }
 
@@ -101,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{r['n']:>6} {r['confidence']:>5} {r['violation_rate']:>10.3f} {r['noise_band']:>11.3f} "
               f"{r['cascade_share']:>13.3f} {r['cost_vs_reference']:>8.3f}")
     if args.out:
-        with open(args.out, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.out, rows)
     return 0 if all(r["violation_rate"] <= r["noise_band"] for r in rows) else 1
 
 

@@ -138,7 +138,7 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
         return engine_with_cascade(
             answer_source, answers, cascade_model=candidate, first_rows=fit.result.sampled.size if fit else 0,
             models=catalogue.names, reference=reference, n_valid=data.n_valid, pool_size=len(pool),
-            config=plain_config, prices=prices, row_keys=lambda positions: [pool[p].key for p in positions],
+            config=plain_config, prices=prices, row_keys=_pool_keys(pool),
             progress=progress)
 
     with_mix = candidate is not None and offers_cascade_mix(catalogue, reference, config.method)
@@ -206,6 +206,11 @@ def row_prices(catalogue: ModelCatalogue, prompts, labels, system_prompt: str | 
     return {spec.name: spec.cost(prompt_tokens, completion_tokens) for spec in catalogue}
 
 
+def _pool_keys(pool):
+    """``row_keys`` for the engine: the routing key of each pool position (the split hash of a blend reads it)."""
+    return lambda positions: [pool[p].key for p in positions]
+
+
 def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certify=None, prices=None,
                       cascade_mix=None):
     """Profile and plan; ``certify(answer_source) -> (cascade fit, skip the plain mix)`` runs first when given.
@@ -252,7 +257,7 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certif
         result, mix = cascade_mix(answer_source, answers, fit, progress)
     else:
         engine = SmartEngine(config, models, watch.reference, prices=prices,
-                             row_keys=lambda positions: [pool[p].key for p in positions])
+                             row_keys=_pool_keys(pool))
         result = engine.run(n_valid, len(pool), answer_source, progress=progress)
     watch.check()
     return result, history, answers, fit, mix

@@ -41,6 +41,9 @@ _FIRST_LOOK = 40
 _LOOK_GROWTH = 2.0
 _PEAK_ERRORS = 16.0
 _LOOK_DECAY = 0.5
+#: The peak look is never past the one nearest this share of N (at high targets on few rows
+#: ``_PEAK_ERRORS / (1 - target)`` exceeds N, and a budget peaking at "profile every row" keeps nothing).
+_PEAK_MAX_SHARE = 0.5
 
 GUARANTEE = """\
 Let N rows have confidences s_1..s_N known before profiling, sorted into a fixed
@@ -113,7 +116,8 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     weights halving away from the look nearest ``_PEAK_ERRORS / (1 - target)``
     rows: the sample at which about ``_PEAK_ERRORS`` disagreements are expected
     when the cheap model sits near the target, where profiling usually pays to
-    stop. The shares sum to ``error_budget``, so the stopping rule may end at any look.
+    stop, but no later than the look nearest ``_PEAK_MAX_SHARE * N``. The shares
+    sum to ``error_budget``, so the stopping rule may end at any look.
     """
     sizes: list[int] = []
     size = float(min(_FIRST_LOOK, n_total))
@@ -124,7 +128,7 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
         if n >= n_total:
             break
         size *= _LOOK_GROWTH
-    peak_size = _PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9)
+    peak_size = min(_PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9), _PEAK_MAX_SHARE * n_total)
     peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
     weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
     shares = error_budget * weights / weights.sum()

@@ -116,8 +116,11 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     weights halving away from the look nearest ``_PEAK_ERRORS / (1 - target)``
     rows: the sample at which about ``_PEAK_ERRORS`` disagreements are expected
     when the cheap model sits near the target, where profiling usually pays to
-    stop, but no later than the look nearest ``_PEAK_MAX_SHARE * N``. The shares
-    sum to ``error_budget``, so the stopping rule may end at any look.
+    stop, but no later than the look nearest ``_PEAK_MAX_SHARE * N``. A look too
+    small to certify anything even at the whole budget (its sample misses ``B + 1``
+    disagreements with probability above ``error_budget``) is left out, its share
+    going to the others. The shares sum to ``error_budget``, so the stopping rule
+    may end at any look.
     """
     sizes: list[int] = []
     size = float(min(_FIRST_LOOK, n_total))
@@ -128,6 +131,10 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
         if n >= n_total:
             break
         size *= _LOOK_GROWTH
+    budget = disagreement_budget(n_total, accuracy_target)
+    hopeless = [budget + 1 <= n_total and stats.hypergeom.cdf(0, n_total, budget + 1, n) > error_budget
+                for n in sizes[:-1]]
+    sizes = [n for n, skip in zip(sizes, hopeless + [False]) if not skip]
     peak_size = min(_PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9), _PEAK_MAX_SHARE * n_total)
     peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
     weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])

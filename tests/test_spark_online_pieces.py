@@ -52,14 +52,17 @@ def test_overlapping_pieces_keep_order_and_pay_each_prompt_once(tmp_path, monkey
 def test_a_paid_answer_is_shared_only_with_asks_that_looked_before_it_was_stored():
     shared = SharedPayments()
     early = shared.open()
-    leader, future = shared.begin("k")
-    assert leader and shared.begin("k") == (False, future)
-    shared.finish("k", future, apply_module.Answer("m", "Yes", "Yes", 0.1, None, True, 0.1))
+    assert shared.begin("k") is None  # pay for it
+    waiting = shared.begin("k")  # another piece asks meanwhile: waits for that payment
+    paid = apply_module.Answer("m", "Yes", "Yes", 0.1, None, True, 0.1)
+    shared.finish("k", paid)
+    assert waiting.result() is paid
     late = shared.open()  # looks the store up after the payment: finds it there
-    assert shared.begin("k")[1] is future  # the early ask may not have seen it in the store
+    assert shared.begin("k") is paid  # the early ask may not have seen it in the store
     shared.close(early)
     assert len(shared) == 0
     shared.close(late)
-    leader, failed = shared.begin("x")
-    shared.finish("x", failed, apply_module.Answer("m", None, None, 0.0, "HTTP 500", False))
-    assert len(shared) == 0 and failed.result().error == "HTTP 500"  # failures are not kept: called again
+    assert shared.begin("x") is None
+    waiting = shared.begin("x")
+    shared.finish("x", apply_module.Answer("m", None, None, 0.0, "HTTP 500", False))
+    assert len(shared) == 0 and waiting.result().error == "HTTP 500"  # failures are not kept: called again

@@ -128,9 +128,9 @@ class PayingCaller:
     async def _call_one(self, model: str, prompt: str, key: str | None, writer: Any) -> Answer:
         if key is None:
             return await self._buy(model, prompt, key, writer)
-        leader, shared = SHARED_PAYMENTS.begin(key)
-        if not leader:  # another caller of this process is buying (or just bought) it
-            answer = await asyncio.wrap_future(shared)
+        shared = SHARED_PAYMENTS.begin(key)
+        if shared is not None:  # another caller of this process is buying (or just bought) it
+            answer = await asyncio.wrap_future(shared) if isinstance(shared, Future) else shared
             return Answer(model, answer.label, answer.raw, answer.cost, answer.error, False,
                           confidence=answer.confidence)
         answer = None
@@ -138,7 +138,7 @@ class PayingCaller:
             answer = await self._buy(model, prompt, key, writer)
             return answer
         finally:
-            SHARED_PAYMENTS.finish(key, shared, answer)
+            SHARED_PAYMENTS.finish(key, answer)
 
     async def _buy(self, model: str, prompt: str, key: str | None, writer: Any) -> Answer:
         reserved = 0.0
@@ -177,11 +177,12 @@ class PayingCaller:
 class SharedPayments:
     """This process's answers being bought, and those bought since a running :meth:`PayingCaller.ask` looked the store up.
 
-    A caller opens an ask before its store lookup and closes it when done. A key
-    being paid has a future the other callers wait for; once paid (and written to
-    the store) it stays until every ask open at that moment closed: later asks find it
-    in the store. Failed calls are not kept (the next ask calls again, as the store
-    has nothing). Thread-safe; awaited on any loop (concurrent futures).
+    A caller opens an ask before its store lookup and closes it when done. Another
+    caller asking for a key being paid waits for that payment; once paid (and
+    written to the store) the answer stays until every ask open at that moment
+    closed: later asks find it in the store. Failed calls are not kept (the next ask
+    calls again, as the store has nothing). Thread-safe; a wait is a concurrent
+    future, created only when someone waits (awaitable on any loop).
     """
 
     def __init__(self) -> None:
@@ -189,7 +190,8 @@ class SharedPayments:
         self._ids = itertools.count()
         self._paid_count = 0
         self._asks: dict[int, int] = {}  # open ask -> payments finished when it opened
-        self._entries: dict[str, Future] = {}  # key -> its answer (being paid, or paid and kept)
+        # key -> None (being paid, nobody waiting), a Future (being paid, waited for) or the paid Answer
+        self._entries: dict[str, Future | Answer | None] = {}
         self._paid: collections.deque[tuple[int, str]] = collections.deque()  # (payment n, key), oldest first
 
     def open(self) -> int:
@@ -203,27 +205,30 @@ class SharedPayments:
             self._asks.pop(ask, None)
             self._forget_seen()
 
-    def begin(self, key: str) -> tuple[bool, Future]:
-        """(True, a new future) when the caller is to pay for ``key``; else (False, the payer's future)."""
+    def begin(self, key: str) -> Future | Answer | None:
+        """None when the caller is to pay for ``key`` (then :meth:`finish`); else the answer or a future of it."""
         with self._lock:
-            future = self._entries.get(key)
-            if future is not None:
-                return False, future
-            future = self._entries[key] = Future()
-            return True, future
+            if key not in self._entries:
+                self._entries[key] = None
+                return None
+            entry = self._entries[key]
+            if entry is None:
+                entry = self._entries[key] = Future()
+            return entry
 
-    def finish(self, key: str, future: Future, answer: Answer | None) -> None:
+    def finish(self, key: str, answer: Answer | None) -> None:
         """The payer's answer (None: its call raised, e.g. cancelled) to everyone waiting for ``key``."""
         with self._lock:
-            if answer is None or answer.error is not None:
-                self._entries.pop(key, None)
-            else:
+            waiting = self._entries.pop(key, None)
+            if answer is not None and answer.error is None:
+                self._entries[key] = answer
                 self._paid_count += 1
                 self._paid.append((self._paid_count, key))
                 self._forget_seen()
-        if answer is None:
-            answer = Answer("", None, None, 0.0, "the call paying for this prompt raised; not called again", False)
-        future.set_result(answer)
+        if isinstance(waiting, Future):
+            if answer is None:
+                answer = Answer("", None, None, 0.0, "the call paying for this prompt raised; not called again", False)
+            waiting.set_result(answer)
 
     def _forget_seen(self) -> None:
         """Drop answers paid before every open ask looked the store up (they find them there)."""

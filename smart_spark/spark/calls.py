@@ -12,17 +12,25 @@ For each (model, prompt) it
    killed mid-batch loses at most the calls in flight (the client's concurrency).
 
 Failed calls are not stored: a later evaluation tries them again.
+
+Two callers of one process may ask at once (the on-line apply phase answers a
+task's next piece while the current one finishes, :mod:`smart_spark.spark.online_calls`):
+:class:`SharedPayments` lets a prompt that one of them is paying for, or paid for after
+the other looked the store up, be bought once and shared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Mapping, Sequence
 
 from smart_spark.spark.apply import SPEND_CAP, Answer, ApplySpec
@@ -48,6 +56,13 @@ class PayingCaller:
     # ------------------------------------------------------------- API
     def ask(self, groups: Mapping[str, Sequence[str]]) -> dict[str, list[Answer]]:
         """``{model: prompts}`` -> ``{model: answers}`` in the same order."""
+        asking = SHARED_PAYMENTS.open()  # before the lookup: what is paid from now on stays shared
+        try:
+            return self._ask(groups)
+        finally:
+            SHARED_PAYMENTS.close(asking)
+
+    def _ask(self, groups: Mapping[str, Sequence[str]]) -> dict[str, list[Answer]]:
         keys = {m: [self.key(m, p) for p in prompts] for m, prompts in groups.items()}
         stored = self._lookup([k for ks in keys.values() for k in ks])
         out: dict[str, list[Answer | None]] = {m: [None] * len(p) for m, p in groups.items()}
@@ -111,6 +126,21 @@ class PayingCaller:
             return list(await asyncio.gather(*(self._call_one(m, p, k, writer) for m, p, k in calls)))
 
     async def _call_one(self, model: str, prompt: str, key: str | None, writer: Any) -> Answer:
+        if key is None:
+            return await self._buy(model, prompt, key, writer)
+        shared = SHARED_PAYMENTS.begin(key)
+        if shared is not None:  # another caller of this process is buying (or just bought) it
+            answer = await asyncio.wrap_future(shared) if isinstance(shared, Future) else shared
+            return Answer(model, answer.label, answer.raw, answer.cost, answer.error, False,
+                          confidence=answer.confidence)
+        answer = None
+        try:
+            answer = await self._buy(model, prompt, key, writer)
+            return answer
+        finally:
+            SHARED_PAYMENTS.finish(key, answer)
+
+    async def _buy(self, model: str, prompt: str, key: str | None, writer: Any) -> Answer:
         reserved = 0.0
         if self.budget is not None:
             reserved = self.budget.reserve(model, prompt)
@@ -142,6 +172,77 @@ class PayingCaller:
             cost=float(result.cost or 0.0), confidence=getattr(result, "confidence", None),
             paid_at=time.time(), writer=self._writer_label,
         ))
+
+
+class SharedPayments:
+    """This process's answers being bought, and those bought since a running :meth:`PayingCaller.ask` looked the store up.
+
+    A caller opens an ask before its store lookup and closes it when done. Another
+    caller asking for a key being paid waits for that payment; once paid (and
+    written to the store) the answer stays until every ask open at that moment
+    closed: later asks find it in the store. Failed calls are not kept (the next ask
+    calls again, as the store has nothing). Thread-safe; a wait is a concurrent
+    future, created only when someone waits (awaitable on any loop).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._paid_count = 0
+        self._asks: dict[int, int] = {}  # open ask -> payments finished when it opened
+        # key -> None (being paid, nobody waiting), a Future (being paid, waited for) or the paid Answer
+        self._entries: dict[str, Future | Answer | None] = {}
+        self._paid: collections.deque[tuple[int, str]] = collections.deque()  # (payment n, key), oldest first
+
+    def open(self) -> int:
+        with self._lock:
+            ask = next(self._ids)
+            self._asks[ask] = self._paid_count
+            return ask
+
+    def close(self, ask: int) -> None:
+        with self._lock:
+            self._asks.pop(ask, None)
+            self._forget_seen()
+
+    def begin(self, key: str) -> Future | Answer | None:
+        """None when the caller is to pay for ``key`` (then :meth:`finish`); else the answer or a future of it."""
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = None
+                return None
+            entry = self._entries[key]
+            if entry is None:
+                entry = self._entries[key] = Future()
+            return entry
+
+    def finish(self, key: str, answer: Answer | None) -> None:
+        """The payer's answer (None: its call raised, e.g. cancelled) to everyone waiting for ``key``."""
+        with self._lock:
+            waiting = self._entries.pop(key, None)
+            if answer is not None and answer.error is None:
+                self._entries[key] = answer
+                self._paid_count += 1
+                self._paid.append((self._paid_count, key))
+                self._forget_seen()
+        if isinstance(waiting, Future):
+            if answer is None:
+                answer = Answer("", None, None, 0.0, "the call paying for this prompt raised; not called again", False)
+            waiting.set_result(answer)
+
+    def _forget_seen(self) -> None:
+        """Drop answers paid before every open ask looked the store up (they find them there)."""
+        oldest = min(self._asks.values(), default=self._paid_count)
+        while self._paid and self._paid[0][0] <= oldest:
+            del self._entries[self._paid.popleft()[1]]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+#: One per process: the apply pieces of a task and any other callers share it.
+SHARED_PAYMENTS = SharedPayments()
 
 
 def _run_coroutine(coro: Any) -> Any:

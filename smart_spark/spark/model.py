@@ -324,13 +324,14 @@ def _rate_share(catalogue, keyed: DataFrame) -> float | None:
 def _make_apply(shipped, batch_size: int):
     """The pandas UDF body (one call per task); ``shipped`` is the ApplySpec or a Broadcast of it.
 
-    On-line, each Arrow batch is answered in pieces of ``batch_size`` rows. In batch
+    On-line, each Arrow batch is answered in pieces of ``batch_size`` rows, the next
+    piece's calls queued while this one's finish (:mod:`smart_spark.spark.online_calls`). In batch
     mode every Arrow batch is submitted before any is waited for, and answered in the
     Arrow batches it came in (:func:`smart_spark.spark.batch_calls.apply_partition`).
     """
 
     def SMART_apply(batches):  # noqa: N802 - the name shows in Spark plans
-        from smart_spark.spark.apply import ErrorRateGuard, process_batch
+        from smart_spark.spark.apply import ErrorRateGuard
 
         spec = shipped.value if hasattr(shipped, "value") else shipped
         guard = ErrorRateGuard(spec)
@@ -339,13 +340,9 @@ def _make_apply(shipped, batch_size: int):
 
             yield from apply_partition(spec, batches, guard)
             return
-        for keys, texts in batches:
-            keys, texts = keys.tolist(), texts.tolist()
-            for k in range(0, len(keys), batch_size):
-                frame = process_batch(spec, keys[k : k + batch_size], texts[k : k + batch_size])
-                guard.add(frame)
-                yield frame
-        guard.check()
+        from smart_spark.spark.online_calls import apply_partition as apply_online
+
+        yield from apply_online(spec, batches, batch_size, guard)
 
     from typing import Iterator, Tuple
 

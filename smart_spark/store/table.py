@@ -264,6 +264,10 @@ class AnswerTable:
         for positions in by_key.values():
             if len(positions) < 2:
                 continue
+            if len({rows[at].tobytes() for at in positions}) == 1:  # one record read twice (e.g. our own write)
+                for at in positions[1:]:
+                    keep[at] = False
+                continue
             answers = dict(zip(positions, self._answers(rows[positions])))
             winner = min(positions, key=lambda at: precedence(answers[at]))
             distinct = {answers[at] for at in positions}

@@ -28,6 +28,19 @@ def test_error_cutoff_is_the_largest_c_whose_hypergeometric_tail_fits_alpha():
     assert error_cutoff(1000, 5, 0, 0.01) == -1  # too few rows to certify anything
 
 
+def test_error_cutoff_bisection_equals_a_scan_of_every_c():
+    """The bisection relies on the tail never falling as c grows; a full scan of every c must agree."""
+    for n_total, n, budget, alpha in itertools.product((14, 300), (1, 7, 14, 150, 300), (0, 2, 30), (0.01, 0.3)):
+        if n > n_total:
+            continue
+        c = np.arange(n + 1)
+        wrong = budget + c + 1
+        tail = np.where(wrong <= n_total, stats.hypergeom.cdf(c, n_total, np.minimum(wrong, n_total), n), 0.0)
+        ok = tail <= alpha
+        scanned = -1 if not ok[0] else int(n) if ok.all() else int(np.argmin(ok) - 1)
+        assert error_cutoff(n_total, n, budget, alpha) == scanned, (n_total, n, budget, alpha)
+
+
 def test_look_schedule_is_fixed_by_n_and_spends_exactly_the_budget():
     looks = cascade_looks(1000, 0.1, 0.9)
     sizes = [n for n, _ in looks]

@@ -74,6 +74,9 @@ def test_the_engine_gets_the_cascade_beside_plain_models_on_the_rows_after_the_c
     flags = (confidence < threshold) | cheap_agrees
     assert stats.n + stats.pilot_n > 0
     assert stats.agreements + stats.pilot_agreements <= int(flags[seen].sum())
+    # the profile's spend is what was paid: an escalated row's reference call counted once
+    assert profile.spent == pytest.approx(sum(a.cost for (_, p), a in answers.items() if p >= k))
+    assert stats.unit_cost > COSTS["cheap"]  # while the cascade's planning cost pays both calls
     assert plan.fractions.get("cheap", 0.0) > 0.5 and plan.agreement_bound >= 0.9 - 1e-9
     entry = mix_cascades(plan, cascades, 0.05, profile)
     state = FittedState(plan_json=plan.to_json(), profile={}, profiled={}, fitted_with={},
@@ -174,6 +177,9 @@ def test_day_two_confirms_a_cascade_with_its_saved_threshold_on_fresh_rows():
     assert answers.kept_rate("cheap") == pytest.approx(kept)
     assert stats.unit_cost == pytest.approx(0.01 + (1 - kept) * 0.16)  # escalated rows pay both calls
     assert result.holds and result.plan.agreement_bound >= 0.9 - 1e-9
+    paid = answers.paid_result(result)  # the reference once per row, the cheap model on every row asked
+    assert paid.spent == pytest.approx(0.16 * paid.profile.positions.size + 0.01 * asked)
+    assert result.spent > paid.spent  # the confirmation's own sum counts escalations' reference calls twice
     confirmed = confirmed_cascades(state, result.plan, answers, asked, {"cheap": stats.alpha})
     assert cascade_entries(confirmed)[0]["threshold"] == threshold
     assert cascade_entries(confirmed)[0]["share"] == result.plan.fractions["cheap"]

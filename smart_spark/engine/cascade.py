@@ -41,6 +41,9 @@ _FIRST_LOOK = 40
 _LOOK_GROWTH = 2.0
 _PEAK_ERRORS = 16.0
 _LOOK_DECAY = 0.5
+#: The peak look is never past the one nearest this share of N (at high targets on few rows
+#: ``_PEAK_ERRORS / (1 - target)`` exceeds N, and a budget peaking at "profile every row" keeps nothing).
+_PEAK_MAX_SHARE = 0.5
 
 GUARANTEE = """\
 Let N rows have confidences s_1..s_N known before profiling, sorted into a fixed
@@ -79,20 +82,31 @@ def disagreement_budget(n_total: int, accuracy_target: float) -> int:
 def error_cutoff(n_total: int, n_sampled: int, budget: int, alpha: float) -> int:
     """Largest ``c`` with ``P[Hyp(N, B+c+1, n) <= c] <= alpha`` for it and every smaller c.
 
-    -1 when even ``c = 0`` fails (nothing can be kept at this look).
+    -1 when even ``c = 0`` fails (nothing can be kept at this look). The tail
+    ``f(c) = P[Hyp(N, B+c+1, n) <= c]`` never falls as ``c`` grows (one more
+    disagreeing row in the population adds at most one to the sampled count, so
+    ``Hyp(N, B+c+2, n) <= Hyp(N, B+c+1, n) + 1`` under the natural coupling and
+    ``f(c+1) >= f(c)``), so a bisection finds it with a few tail evaluations
+    instead of one per ``c`` (at N = 100,000 a full scan took a minute). Once
+    ``B+c+1 > N`` the event is impossible and every larger ``c`` passes.
     """
     if n_sampled <= 0 or budget < 0:
         return -1
-    c = np.arange(0, n_sampled + 1)
-    wrong = budget + c + 1
-    feasible = wrong <= n_total
-    tail = np.where(
-        feasible, stats.hypergeom.cdf(c, n_total, np.minimum(wrong, n_total), n_sampled), 0.0
-    )
-    ok = tail <= alpha
-    if not ok[0]:
+
+    def passes(c: int) -> bool:
+        wrong = budget + c + 1
+        return wrong > n_total or float(stats.hypergeom.cdf(c, n_total, wrong, n_sampled)) <= alpha
+
+    if not passes(0):
         return -1
-    return int(np.argmin(ok) - 1) if not ok.all() else int(n_sampled)
+    last_possible = min(n_sampled, n_total - budget - 1)
+    if passes(last_possible):
+        return int(n_sampled)
+    good, bad = 0, last_possible
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if passes(middle) else (good, middle)
+    return good
 
 
 def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
@@ -102,7 +116,11 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     weights halving away from the look nearest ``_PEAK_ERRORS / (1 - target)``
     rows: the sample at which about ``_PEAK_ERRORS`` disagreements are expected
     when the cheap model sits near the target, where profiling usually pays to
-    stop. The shares sum to ``error_budget``, so the stopping rule may end at any look.
+    stop, but no later than the look nearest ``_PEAK_MAX_SHARE * N``. A look too
+    small to certify anything even at the whole budget (its sample misses ``B + 1``
+    disagreements with probability above ``error_budget``) is left out, its share
+    going to the others. The shares sum to ``error_budget``, so the stopping rule
+    may end at any look.
     """
     sizes: list[int] = []
     size = float(min(_FIRST_LOOK, n_total))
@@ -113,7 +131,11 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
         if n >= n_total:
             break
         size *= _LOOK_GROWTH
-    peak_size = _PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9)
+    budget = disagreement_budget(n_total, accuracy_target)
+    hopeless = [budget + 1 <= n_total and stats.hypergeom.cdf(0, n_total, budget + 1, n) > error_budget
+                for n in sizes[:-1]]
+    sizes = [n for n, skip in zip(sizes, hopeless + [False]) if not skip]
+    peak_size = min(_PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9), _PEAK_MAX_SHARE * n_total)
     peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
     weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
     shares = error_budget * weights / weights.sum()

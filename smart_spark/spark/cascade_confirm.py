@@ -13,15 +13,17 @@ chosen from the new rows but the shares, as for a plain plan.
 model's rows read as the cascade's final answers: an answer below the
 threshold (or failed, or without a confidence) is replaced by the reference's
 answer to the same row, which the confirmation asked first, at the cost of
-both calls, so the planner sees the cascade's real unit cost.
+both calls, so the planner sees the cascade's real unit cost. The money paid
+counts that reference call once (:meth:`CascadeAnswers.paid_result`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from smart_spark.spark.cascade_mix import escalated_answer, stands
+from smart_spark.spark.cascade_mix import escalated_answer, paid_item_costs, stands
 from smart_spark.spark.state import cascade_entries
 
 AnswerSource = Callable[[str, Sequence[int]], Sequence[Any]]
@@ -36,9 +38,12 @@ class CascadeAnswers:
         #: Per cascade model: rows asked, rows whose cheap answer stood.
         self.asked = {m: 0 for m in self.thresholds}
         self.kept = {m: 0 for m in self.thresholds}
+        #: Each (model, row) answer's own cost, once: the escalated rows' reference calls are the reference's.
+        self.paid: dict[tuple[str, int], float] = {}
 
     def __call__(self, model: str, positions: Sequence[int]) -> list[Any]:
         answers = list(self.source(model, positions))
+        self.paid.update(((model, int(p)), float(a.cost or 0.0)) for p, a in zip(positions, answers))
         if model == self.reference:
             self._reference_answers.update(zip((int(p) for p in positions), answers))
             return answers
@@ -47,7 +52,9 @@ class CascadeAnswers:
             return answers
         missing = [int(p) for p in positions if int(p) not in self._reference_answers]
         if missing:  # the confirmation asks the reference first; this only guards another order
-            self._reference_answers.update(zip(missing, self.source(self.reference, missing)))
+            fresh = list(self.source(self.reference, missing))
+            self._reference_answers.update(zip(missing, fresh))
+            self.paid.update(((self.reference, p), float(a.cost or 0.0)) for p, a in zip(missing, fresh))
         out = []
         for position, answer in zip(positions, answers):
             self.asked[model] += 1
@@ -60,6 +67,12 @@ class CascadeAnswers:
 
     def kept_rate(self, model: str) -> float:
         return self.kept[model] / self.asked[model] if self.asked.get(model) else float("nan")
+
+    def paid_result(self, result: Any) -> Any:
+        """``confirm_plan``'s result with its spend as paid (its item costs count an escalation's reference twice)."""
+        profile = dataclasses.replace(result.profile,
+                                      item_costs=paid_item_costs(self.paid, result.profile.positions))
+        return dataclasses.replace(result, profile=profile, spent=profile.spent)
 
 
 def cascade_rates(state: Any, profile_counts: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:

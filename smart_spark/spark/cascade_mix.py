@@ -107,7 +107,8 @@ def engine_with_cascade(
         logger.info("SMART cascade beside plain models: %s kept at confidence >= %.6g (about %.1f%% of %d rows); "
                     "the engine planned the other %d rows", cascade_model, threshold, 100 * kept_rate, k, rest)
     profile = dataclasses.replace(result.profile, n_total=n_valid, accuracy_target=config.accuracy_target,
-                                  positions=np.asarray(result.profile.positions, dtype=np.int64) + k)
+                                  positions=np.asarray(result.profile.positions, dtype=np.int64) + k,
+                                  item_costs=paid_item_costs(source.paid, result.profile.positions))
     plan = dataclasses.replace(result.plan, n_total=n_valid, accuracy_target=config.accuracy_target)
     found = {cascade_model: {"threshold": threshold, "kept_rate": kept_rate}} if cascade else {}
     return SmartResult(profile, plan), found
@@ -121,6 +122,11 @@ class CascadeSource:
     reference's answer to the row at the cost of both calls, which is the
     cascade's final answer and cost in the apply phase. ``threshold=None``:
     the model answers plain.
+
+    That cost is right for planning (the cascade's unit cost) but counts the
+    reference twice on a profiled row the engine also asks the reference for:
+    ``paid`` keeps each (model, engine position) answer's own cost once, for
+    the profile's spend (:func:`paid_item_costs`).
     """
 
     def __init__(self, answer_source: AnswerSource, answers: Mapping[tuple[str, int], Any], model: str,
@@ -130,6 +136,7 @@ class CascadeSource:
         #: The engine asks models in parallel: the reference's and the cascade's calls take turns, so a
         #: row the cascade escalates is never asked of the reference twice at once (paid twice).
         self._reference_turn = threading.Lock()
+        self.paid: dict[tuple[str, int], float] = {}
 
     def __call__(self, model: str, positions: Sequence[int]) -> list[Any]:
         shifted = [int(p) + self.offset for p in positions]
@@ -146,7 +153,17 @@ class CascadeSource:
     def _ask(self, model: str, positions: list[int]) -> list[Any]:
         missing = [p for p in positions if (model, p) not in self.answers]
         fresh = dict(zip(missing, self.source(model, missing))) if missing else {}
-        return [self.answers[(model, p)] if (model, p) in self.answers else fresh[p] for p in positions]
+        out = [self.answers[(model, p)] if (model, p) in self.answers else fresh[p] for p in positions]
+        self.paid.update(((model, p - self.offset), float(a.cost or 0.0)) for p, a in zip(positions, out))
+        return out
+
+
+def paid_item_costs(paid: Mapping[tuple[str, int], float], positions: Sequence[int]) -> np.ndarray:
+    """USD per position: each model's answer to it counted once (an escalation's reference call is the reference's)."""
+    per_position: dict[int, float] = {}
+    for (_, position), cost in paid.items():
+        per_position[position] = per_position.get(position, 0.0) + cost
+    return np.array([per_position.get(int(p), 0.0) for p in positions], dtype=float)
 
 
 def escalated_answer(cheap: Any, reference: Any, model: str) -> Any:

@@ -72,6 +72,7 @@ def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: Da
 
         answer_source = CascadeAnswers(paid_answers, plan.reference, model.state.cascades)
         result = confirm_plan(plan, data.n_valid, len(pool), answer_source, config, rates=rates)
+        result = answer_source.paid_result(result)
     stats = _confirmation_stats(result, result.profile.confirmation_size, caller, plan)
     for name, threshold in model.state.cascades.items():
         stats[f"cascade.threshold.{name}"] = threshold

@@ -84,8 +84,7 @@ class PayingCaller:
                 first, *copies = to_call[(model, prompt)]
                 out[model][first] = answer
                 for j in copies:
-                    out[model][j] = Answer(model, answer.label, answer.raw, answer.cost, answer.error, False,
-                                           confidence=answer.confidence)
+                    out[model][j] = _unpaid_copy(answer, model)
         return {m: list(a) for m, a in out.items()}  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -131,8 +130,7 @@ class PayingCaller:
         shared = SHARED_PAYMENTS.begin(key)
         if shared is not None:  # another caller of this process is buying (or just bought) it
             answer = await asyncio.wrap_future(shared) if isinstance(shared, Future) else shared
-            return Answer(model, answer.label, answer.raw, answer.cost, answer.error, False,
-                          confidence=answer.confidence)
+            return _unpaid_copy(answer, model)
         answer = None
         try:
             answer = await self._buy(model, prompt, key, writer)
@@ -243,6 +241,12 @@ class SharedPayments:
 
 #: One per process: the apply pieces of a task and any other callers share it.
 SHARED_PAYMENTS = SharedPayments()
+
+
+def _unpaid_copy(answer: Answer, model: str) -> Answer:
+    """``answer`` for another row asking ``model`` the same prompt: same label and cost, not paid again."""
+    return Answer(model, answer.label, answer.raw, answer.cost, answer.error, False,
+                  confidence=answer.confidence)
 
 
 def _run_coroutine(coro: Any) -> Any:

@@ -33,8 +33,9 @@ if os.environ.get("SMART_TRACE_DIR"):
 
     def _flush():
         with _LOCK:
-            lines = "".join(" ".join([r[0]] + [repr(v) for v in r[1:]]) + "\n" for r in _BUFFER)
-            _BUFFER.clear()
+            taken = _BUFFER[:]  # records appended by other threads meanwhile stay for the next flush
+            del _BUFFER[: len(taken)]
+            lines = "".join(" ".join([r[0]] + [repr(v) for v in r[1:]]) + "\n" for r in taken)
             if lines:
                 with open(os.path.join(_DIR, f"trace-{os.getpid()}.txt"), "a") as out:
                     out.write(lines)

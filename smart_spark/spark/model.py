@@ -124,7 +124,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         spec = self.applySpec(catalogue, state.plan_json, profiled=state.profiled,
                               row_budget=self._row_budget(), answers_path=answers_path,
                               rate_share=_rate_share(catalogue, keyed))
-        spec = dataclasses.replace(spec, cascades=state.cascades)
+        spec = dataclasses.replace(spec, cascades=state.cascades, chains=state.chains)
         apply_udf = F.pandas_udf(_make_apply(_ship(dataset.sparkSession, spec), self.getBatchSize()),
                                  RESULT_DDL).asNondeterministic()
         result = F.col(sampling.RESULT_COL)
@@ -221,7 +221,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         cascades = cascade_entries(self._state_cascade())
         if cascades:  # share of the valid rows whose answer each cascade model kept (profiled rows included)
             summary["cascade_kept_share"] = {c["model"]: by_model.get(c["model"], 0) / max(1, run.n_valid)
-                                             for c in cascades}
+                                             for c in cascades if "steps" not in c}  # a chain's models answer as themselves
         # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.
         summary["promise_kept"] = summary["null_rows_with_text"] <= summary["failure_slack_rows"]
         if not summary["promise_kept"]:

@@ -171,3 +171,14 @@ def test_day_two_confirms_a_chain_with_its_saved_thresholds():
     kept = FittedState(plan_json=plan.to_json(), profile={}, profiled={}, fitted_with={},
                        data=DataFingerprint(1, 1, 1), cascade=confirmed)
     assert kept.chains == {"a>b": (("a", 0.8), ("b", 0.8))}
+
+
+def test_a_failed_plain_call_never_escalates_to_a_chain_option_as_if_it_were_a_model():
+    from smart_spark.spark.cascade_apply import row_steps
+
+    plan = Plan(fractions={"plain": 0.5, "a>b": 0.5}, reference="ref", accuracy_target=0.9, confidence=0.9,
+                remaining_target=0.9, n_total=100, n_remaining=100, unit_costs={"plain": 0.1, "a>b": 0.5, "ref": 1.0})
+    spec = ApplySpec(plan_json=plan.to_json(), catalogue_yaml="models: []", labels=("Yes",), prompt_template="{text}",
+                     chains={"a>b": (("a", 0.8), ("b", 0.7))})
+    assert row_steps(spec, plan, "plain") == [("plain", None), ("ref", None)]
+    assert row_steps(spec, plan, "a>b") == [("a", 0.8), ("b", 0.7), ("ref", None)]

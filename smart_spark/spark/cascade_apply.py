@@ -35,7 +35,8 @@ def row_steps(spec: Any, plan: Any, first: str) -> list[Step]:
     threshold = spec.cascades.get(first)
     if threshold is not None:
         return [(first, float(threshold)), (plan.reference, None)]
-    return [(first, None)] + [(model, None) for model in plan.escalation(first)]
+    # a failed plain call goes on to dearer plan models (not chain options: they are no model) and the reference
+    return [(first, None)] + [(model, None) for model in plan.escalation(first) if model not in spec.chains]
 
 
 def stands(answer: Any, threshold: float | None) -> bool:

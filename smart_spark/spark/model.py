@@ -220,8 +220,9 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         summary["escalated_rows"] = sum(int(r["escalated"] or 0) for r in rows)
         cascades = cascade_entries(self._state_cascade())
         if cascades:  # share of the valid rows whose answer each cascade model kept (profiled rows included)
+            chained = {s["model"] for c in cascades for s in c.get("steps", ())}  # their rows are not the cascade's alone
             summary["cascade_kept_share"] = {c["model"]: by_model.get(c["model"], 0) / max(1, run.n_valid)
-                                             for c in cascades if "steps" not in c}  # a chain's models answer as themselves
+                                             for c in cascades if "steps" not in c and c["model"] not in chained}
         # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.
         summary["promise_kept"] = summary["null_rows_with_text"] <= summary["failure_slack_rows"]
         if not summary["promise_kept"]:

@@ -155,7 +155,8 @@ def engine_with_cascade(
                                   positions=np.asarray(result.profile.positions, dtype=np.int64) + k,
                                   item_costs=paid_item_costs(source.paid, result.profile.positions))
     plan = dataclasses.replace(result.plan, n_total=n_valid, accuracy_target=config.accuracy_target)
-    found: dict[str, dict[str, Any]] = {cascade_model: {"threshold": threshold, "kept_rate": kept_rate}} if cascade else {}
+    found: dict[str, dict[str, Any]] = {cascade_model: {"threshold": threshold, "kept_rate": kept_rate}} if cascade \
+        else {}
     found.update(chains)
     return SmartResult(profile, plan), found
 

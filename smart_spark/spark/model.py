@@ -220,7 +220,8 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         summary["escalated_rows"] = sum(int(r["escalated"] or 0) for r in rows)
         cascades = cascade_entries(self._state_cascade())
         if cascades:  # share of the valid rows whose answer each cascade model kept (profiled rows included)
-            chained = {s["model"] for c in cascades for s in c.get("steps", ())}  # their rows are not the cascade's alone
+            # a model also answering in a chain (or plain, ``A@plain``) answers rows that are not its cascade's
+            chained = {s["model"] for c in cascades for s in c.get("steps", ())}
             summary["cascade_kept_share"] = {c["model"]: by_model.get(c["model"], 0) / max(1, run.n_valid)
                                              for c in cascades if "steps" not in c and c["model"] not in chained}
         # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.

@@ -182,25 +182,3 @@ def test_a_failed_plain_call_never_escalates_to_a_chain_option_as_if_it_were_a_m
                      chains={"a>b": (("a", 0.8), ("b", 0.7))})
     assert row_steps(spec, plan, "plain") == [("plain", None), ("ref", None)]
     assert row_steps(spec, plan, "a>b") == [("a", 0.8), ("b", 0.7), ("ref", None)]
-
-
-def test_the_cascade_model_is_offered_plain_too_and_answers_plain_in_the_apply_phase():
-    n, k = 3000, 300
-    population = _population(n, 2)
-    answers: dict = {}
-    source = _source(population, answers)
-    source("a", range(k)), source("ref", range(k))
-    _, found = engine_with_cascade(
-        source, answers, cascade_model="a", first_rows=k, models=CATALOGUE.names, reference="ref", n_valid=n,
-        pool_size=n, config=SmartConfig(0.95, 0.9), prices=COSTS, solver="enumerate")
-    assert found["a@plain"]["steps"] == (("a", None),) and "a" in found and "a>b" not in found
-    got = CascadeSource(source, answers, "a", "ref", 0.9, offset=k, chains={"a@plain": (("a", None),)})(
-        "a@plain", [0, 1])
-    assert [x.confidence for x in got] == [population[0][k], population[0][k + 1]]  # a's own answers, kept
-    plan = Plan(fractions={"a@plain": 1.0}, reference="ref", accuracy_target=0.9, confidence=0.9,
-                remaining_target=0.9, n_total=100, n_remaining=100, unit_costs={"a@plain": 0.1, "ref": 1.0})
-    spec = ApplySpec(plan_json=plan.to_json(), catalogue_yaml="models: []", labels=("Yes", "No", "Maybe"),
-                     prompt_template="Q: {text}", chains={"a@plain": (("a", None),)})
-    out = process_batch(spec, ["k1", "k2"], ["1", "99"], client=Client())  # confidences 0.01 and 0.99: both kept
-    assert out["model"].tolist() == ["a", "a"] and not out["escalated"].any()
-    assert answered_by([np.array([0.1, -np.inf])], [None]).tolist() == [0, 1]  # a failed call goes on

@@ -20,7 +20,7 @@ quantiles), which costs no multiplicity on the confirmation rows after them.
 from __future__ import annotations
 
 import itertools
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -29,8 +29,7 @@ CHAIN_SEPARATOR = ">"
 #: Confidence quantiles each step's threshold is chosen from (on the pilot rows).
 QUANTILE_GRID = tuple(np.linspace(0.0, 0.95, 20))
 
-#: A chain's (model, threshold) steps; threshold None: any answer stands (a model offered plain as an option).
-Steps = tuple[tuple[str, Optional[float]], ...]
+Steps = tuple[tuple[str, float], ...]
 
 
 def chain_name(models: Sequence[str]) -> str:
@@ -38,22 +37,13 @@ def chain_name(models: Sequence[str]) -> str:
     return CHAIN_SEPARATOR.join(models)
 
 
-def plain_option(model: str) -> str:
-    """The option name of a cascade model offered plain beside its cascade (which goes by the model's name)."""
-    return f"{model}@plain"
-
-
-def answered_by(confidences: Sequence[np.ndarray], thresholds: Sequence[float | None]) -> np.ndarray:
-    """Per row, the index of the step whose answer is kept (``len(thresholds)``: the reference's).
-
-    A failed call has confidence ``-inf``; threshold None keeps every answered row.
-    """
+def answered_by(confidences: Sequence[np.ndarray], thresholds: Sequence[float]) -> np.ndarray:
+    """Per row, the index of the step whose answer is kept (``len(thresholds)``: the reference's)."""
     n = len(confidences[0])
     step = np.full(n, len(thresholds), dtype=np.int64)
     open_rows = np.ones(n, dtype=bool)
     for index, (confidence, threshold) in enumerate(zip(confidences, thresholds)):
-        confidence = np.asarray(confidence, dtype=float)
-        kept = open_rows & (confidence > -np.inf if threshold is None else confidence >= threshold)
+        kept = open_rows & (np.asarray(confidence, dtype=float) >= threshold)
         step[kept] = index
         open_rows &= ~kept
     return step
@@ -115,4 +105,4 @@ def pick_chain_thresholds(confidences: Sequence[np.ndarray], agrees: Sequence[np
 
 def describe(steps: Steps) -> str:
     """``"A@0.91 -> B@0.8 -> reference"`` for logs."""
-    return " -> ".join(m if t is None else f"{m}@{t:.6g}" for m, t in steps) + " -> reference"
+    return " -> ".join(f"{m}@{t:.6g}" for m, t in steps) + " -> reference"

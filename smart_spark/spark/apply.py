@@ -89,9 +89,8 @@ class ApplySpec:
     oversize_policy: str = "truncate"
     #: Certified confidence cascades: model -> threshold (its answer kept at confidence >= threshold).
     cascades: Mapping[str, float] = field(default_factory=dict)
-    #: Certified chains of cascades: option name -> ((model, threshold), ...) asked in order, then the reference
-    #: (threshold None: any answer stands, a cascade model offered plain beside its cascade, ``A@plain``).
-    chains: Mapping[str, tuple[tuple[str, float | None], ...]] = field(default_factory=dict)
+    #: Certified chains of cascades: option name -> ((model, threshold), ...) asked in order, then the reference.
+    chains: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     #: "online" (concurrent calls) or "batch" (the provider's Batch API, one batch per model and partition).
     execution_mode: str = "online"
     #: This task's share of each model's rpm / tpm (1 / tasks running at once); None: the client's own default.

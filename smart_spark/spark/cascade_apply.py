@@ -11,9 +11,7 @@ A row routed to
   the reference; the cheap answer stands only at or above its threshold;
 - a chain option (``ApplySpec.chains``: option name -> ((model, threshold), ...))
   tries its models in order, each answer standing only at or above its step's
-  threshold, then the reference. A one-step chain with threshold None is a
-  cascade model offered plain beside its cascade (``A@plain``): any answer
-  stands, a failed call goes to the reference.
+  threshold, then the reference.
 
 A cascade's or chain's unsure or failed rows go on along the chain and then
 straight to the reference (never down the plan's escalation list): that is
@@ -33,16 +31,12 @@ def row_steps(spec: Any, plan: Any, first: str) -> list[Step]:
     """The models a row routed to ``first`` tries, in order, with each answer's threshold."""
     chain = spec.chains.get(first)
     if chain is not None:
-        return [(model, _threshold(t)) for model, t in chain] + [(plan.reference, None)]
+        return [(model, float(threshold)) for model, threshold in chain] + [(plan.reference, None)]
     threshold = spec.cascades.get(first)
     if threshold is not None:
         return [(first, float(threshold)), (plan.reference, None)]
     # a failed plain call goes on to dearer plan models (not chain options: they are no model) and the reference
     return [(first, None)] + [(model, None) for model in plan.escalation(first) if model not in spec.chains]
-
-
-def _threshold(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def stands(answer: Any, threshold: float | None) -> bool:

@@ -115,12 +115,12 @@ def confirmed_cascades(state: Any, plan: Any, answers: CascadeAnswers, sample_si
             continue
         kept = answers.kept_rate(model)
         confirmed = {
-            "model": model, "threshold": entry["threshold"], "share": share,
+            "model": model, "threshold": float(entry["threshold"]), "share": share,
             "expected_kept_share": share * (0.0 if math.isnan(kept) else kept) * plan.n_remaining
             / max(plan.n_total, 1),
             "profiled_rows": int(sample_size), "error_budget": float(alphas.get(model, 0.0)),
         }
         if "steps" in entry:  # a chain keeps its steps (the apply phase asks its models in turn)
-            confirmed["steps"] = [{"model": s["model"], "threshold": s["threshold"]} for s in entry["steps"]]
+            confirmed["steps"] = [{"model": s["model"], "threshold": float(s["threshold"])} for s in entry["steps"]]
         entries.append(confirmed)
     return {"kind": "confirmed", "cascades": entries} if entries else None

@@ -27,12 +27,10 @@ The first ``k`` rows carry the reference's answer (exact), so the engine's
 target for the others is ``(target N - k) / (N - k)``, and its promise over them
 gives at least ``target N`` agreeing rows over all N.
 
-The cascade goes by the model's name; the model is offered plain too, as the
-option ``A@plain`` (a one-step chain whose answers always stand), so the
-engine's pilot picks the cascade, the plain model or both (each confirmed one
-under its own share of the budget; its calls are the cascade's, paid once).
-When the threshold chosen keeps every answered row, the cascade is the plain
-model: it is offered plain under its own name only.
+One option per model: a model with log-probabilities is offered as its cascade
+only (when the threshold chosen keeps every answered row, it is the plain model
+and is offered plain), so the output's model column and the per-cascade kept
+share stay unambiguous.
 
 Chains (``engine.cascade_chain``): each other model with log-probabilities ``B``
 also gives an option ``A>B`` (``A`` the cascade model): ``A``'s answer kept at
@@ -60,7 +58,6 @@ from smart_spark.engine.cascade_chain import (
     chain_row_costs,
     describe,
     pick_chain_thresholds,
-    plain_option,
 )
 from smart_spark.engine.cascade_options import pick_threshold
 from smart_spark.llm.labels import agreement_key
@@ -126,10 +123,6 @@ def engine_with_cascade(
         name: found for name, found in (
             _chain(answer_source, answers, [cascade_model, second], reference, k, prices, config.accuracy_target)
             for second in chain_models) if found}
-    if cascade and cascade_model in prices:  # offered plain too: the engine's pilot picks either or both
-        chains[plain_option(cascade_model)] = {
-            "threshold": None, "kept_rate": 1.0, "steps": ((cascade_model, None),), "step_kept_rates": [1.0],
-            "unit_cost": prices[cascade_model]}
     source = CascadeSource(answer_source, answers, cascade_model, reference, threshold if cascade else None, k,
                            chains={name: found["steps"] for name, found in chains.items()})
     exact = sum(1 for p in range(k) if _ok(answers.get((reference, p))))
@@ -147,8 +140,6 @@ def engine_with_cascade(
         logger.info("SMART cascade beside plain models: %s kept at confidence >= %.6g (about %.1f%% of %d rows); "
                     "the engine planned the other %d rows", cascade_model, threshold, 100 * kept_rate, k, rest)
     for found in chains.values():
-        if len(found["steps"]) < 2:
-            continue
         logger.info("SMART chain of cascades offered: %s (about %.1f%% of %d rows kept from the reference)",
                     describe(found["steps"]), 100 * found["kept_rate"], k)
     profile = dataclasses.replace(result.profile, n_total=n_valid, accuracy_target=config.accuracy_target,
@@ -284,7 +275,7 @@ def mix_cascades(plan: Any, cascades: Mapping[str, Mapping[str, float]], error_b
         stats = profile.stats.get(model) if profile is not None else None
         routed = share * plan.n_remaining / max(plan.n_total, 1)
         entry = {
-            "model": model, "threshold": cascade["threshold"], "share": share,
+            "model": model, "threshold": float(cascade["threshold"]), "share": share,
             "expected_kept_share": routed * float(cascade["kept_rate"]),
             "profiled_rows": int(stats.n + stats.pilot_n) if stats else 0,
             "error_budget": float(plan.alphas.get(model, 0.0)),
@@ -292,7 +283,7 @@ def mix_cascades(plan: Any, cascades: Mapping[str, Mapping[str, float]], error_b
             "confirmation_agreements": int(stats.agreements) if stats else 0,
         }
         if "steps" in cascade:  # a chain: each model's threshold and the share of all rows it is expected to keep
-            entry["steps"] = [{"model": m, "threshold": t, "expected_kept_share": routed * float(r)}
+            entry["steps"] = [{"model": m, "threshold": float(t), "expected_kept_share": routed * float(r)}
                               for (m, t), r in zip(cascade["steps"], cascade["step_kept_rates"])]
         entries.append(entry)
     if not entries:

@@ -220,7 +220,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         summary["escalated_rows"] = sum(int(r["escalated"] or 0) for r in rows)
         cascades = cascade_entries(self._state_cascade())
         if cascades:  # share of the valid rows whose answer each cascade model kept (profiled rows included)
-            # a model also answering in a chain (or plain, ``A@plain``) answers rows that are not its cascade's
+            # a model also answering in a chain answers rows that are not its cascade's: no share of its own
             chained = {s["model"] for c in cascades for s in c.get("steps", ())}
             summary["cascade_kept_share"] = {c["model"]: by_model.get(c["model"], 0) / max(1, run.n_valid)
                                              for c in cascades if "steps" not in c and c["model"] not in chained}

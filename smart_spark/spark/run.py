@@ -65,8 +65,7 @@ class SmartRun:
         from smart_spark.spark.state import cascade_entries
 
         for c in reversed(cascade_entries(self.cascade)):
-            kept = (" -> ".join(f"{s['model']} kept" + ("" if s["threshold"] is None else
-                                                         f" at confidence >= {s['threshold']:.6g}") for s in c["steps"])
+            kept = (" -> ".join(f"{s['model']} kept at confidence >= {s['threshold']:.6g}" for s in c["steps"])
                     if "steps" in c else f"{c['model']} answer kept at confidence >= {c['threshold']:.6g}")
             lines.insert(3, f"  cascade: {kept} "
                             f"(about {c['expected_kept_share']:.1%} of the rows left), else the reference; "

@@ -107,8 +107,7 @@ class FittedState:
     @property
     def chains(self) -> dict[str, tuple[tuple[str, float], ...]]:
         """Chain option -> its (model, threshold) steps in order, what the apply phase needs (empty: none)."""
-        return {str(c["model"]): tuple((str(s["model"]), None if s["threshold"] is None else float(s["threshold"]))
-                                       for s in c["steps"])
+        return {str(c["model"]): tuple((str(s["model"]), float(s["threshold"])) for s in c["steps"])
                 for c in cascade_entries(self.cascade) if "steps" in c}
 
     # ------------------------------------------------------------ views

@@ -37,7 +37,9 @@ also gives an option ``A>B`` (``A`` the cascade model): ``A``'s answer kept at
 ``conf_A >= t1``, else ``B``'s at ``conf_B >= t2``, else the reference's. ``B`` is
 asked on the certificate's rows too (paid once, kept in ``answers``) and
 ``(t1, t2)`` chosen there, before the engine's rows, so to the engine the chain
-is one more model, under its own share of the budget.
+is one more model, under its own share of the budget. Its rows are answered
+by its models under their own names, so a cascade model that also answers in
+a chain the plan uses has no realised kept share of its own (``summarize``).
 """
 
 from __future__ import annotations

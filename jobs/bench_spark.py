@@ -133,6 +133,8 @@ def _parse(argv):
     parser.add_argument("--tpm", type=float, default=None, help="account tokens/minute (server and catalogue)")
     parser.add_argument("--mode", choices=("online", "batch"), default="online")
     parser.add_argument("--batch-delay", type=float, default=2.0, help="stand-in batch completion delay, seconds")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="switch off warming the Python workers while profiling (spark.smart_spark.warmExecutors)")
     parser.add_argument("--baseline-rows", type=int, default=0, help="also time a row-by-row UDF on this many rows")
     parser.add_argument("--progress-every", type=float, default=0.0,
                         help="print rows answered so far and the rate every this many seconds (0: never)")
@@ -170,12 +172,14 @@ def main(argv=None) -> int:
 
     from smart_spark import ModelCatalogue, SmartLLMClassifier
     from smart_spark.llm.ratelimit import job_rate_share
+    from smart_spark.spark.warmup import WARMUP_CONF
     from smart_spark.testing import SimulatedBackend, StandInServer, with_base_url
     from smart_spark.testing.batch_api import BatchConfig
 
     simulation = _simulation(args.latency)
     spark = (SparkSession.builder.master(f"local[{TASKS}]").config("spark.sql.shuffle.partitions", str(TASKS))
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate())
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config(WARMUP_CONF, str(not args.no_warmup).lower()).getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     ideal = TASKS * args.concurrency / args.latency
     if args.rpm:

@@ -38,6 +38,7 @@ APPLY_MODULES = (
     "pyarrow",
     "aiohttp",
     "openai",
+    "httpcore2",  # the SDK's HTTP core, imported only when its first request is sent
     "smart_spark.llm.client",
     "smart_spark.spark.online_calls",
     "smart_spark.spark.calls",

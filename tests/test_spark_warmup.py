@@ -7,7 +7,7 @@ from typing import Iterator, Tuple
 
 import pandas as pd
 
-from smart_spark.spark.warmup import APPLY_MODULES, MIN_APPLY_ROWS, WARMUP_CONF, start_warmup
+from smart_spark.spark.warmup import APPLY_MODULES, MIN_ROWS, WARMUP_CONF, start_warmup
 
 
 class _Conf(dict):
@@ -23,16 +23,16 @@ class _ClassicSession:
 
 
 def test_no_warm_up_for_few_rows_or_when_switched_off():
-    assert start_warmup(_ClassicSession(), MIN_APPLY_ROWS - 1) is None
-    assert start_warmup(_ClassicSession(**{WARMUP_CONF: "false"}), MIN_APPLY_ROWS) is None
-    assert start_warmup(_ClassicSession(**{"spark.python.worker.reuse": "false"}), MIN_APPLY_ROWS) is None
+    assert start_warmup(_ClassicSession(), MIN_ROWS - 1) is None
+    assert start_warmup(_ClassicSession(**{WARMUP_CONF: "false"}), MIN_ROWS) is None
+    assert start_warmup(_ClassicSession(**{"spark.python.worker.reuse": "false"}), MIN_ROWS) is None
 
 
 def test_apply_udf_runs_in_the_warmed_workers(spark):
     from pyspark.sql import functions as F
 
     required = [m for m in APPLY_MODULES if m not in ("aiohttp", "httpcore2")]  # those two are optional
-    thread = start_warmup(spark, MIN_APPLY_ROWS)
+    thread = start_warmup(spark, MIN_ROWS)
     assert thread is not None
     thread.join(timeout=120)
     assert not thread.is_alive()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Iterator
 
 from smart_spark.spark.session import is_connect, job_description
@@ -29,8 +30,8 @@ logger = logging.getLogger("smart_spark")
 #: Spark conf that switches the warm-up off ("false").
 WARMUP_CONF = "spark.smart_spark.warmExecutors"
 
-#: Fewer rows left to the apply phase than this: no warm-up (it is over in seconds; an extra job costs what it saves).
-MIN_APPLY_ROWS = 2_000
+#: Fewer rows with text than this: no warm-up (the apply phase is over in seconds; the extra job costs what it saves).
+MIN_ROWS = 2_000
 
 #: What the apply UDF imports before its first call (the slow ones: openai alone takes ~1.3 s).
 APPLY_MODULES = (
@@ -49,10 +50,10 @@ APPLY_MODULES = (
 )
 
 
-def start_warmup(spark: Any, apply_rows: int) -> threading.Thread | None:
+def start_warmup(spark: Any, rows: int) -> threading.Thread | None:
     """Start warming every task slot's Python worker on a daemon thread; the thread, or None when skipped."""
     try:
-        if apply_rows < MIN_APPLY_ROWS or is_connect(spark) or not _enabled(spark):
+        if rows < MIN_ROWS or is_connect(spark) or not _enabled(spark):
             return None
         slots = max(1, int(spark.sparkContext.defaultParallelism))
     except Exception:  # noqa: BLE001 - a warm-up must never fail the job
@@ -71,10 +72,12 @@ def _enabled(spark: Any) -> bool:
 
 
 def _warm(spark: Any, slots: int) -> None:
+    started = time.monotonic()
     try:
         with job_description(spark, "SMART apply: warm the Python workers while profiling"):
             spark.range(0, slots, numPartitions=slots).mapInPandas(import_apply_modules, "id long") \
                 .write.format("noop").mode("overwrite").save()
+        logger.info("SMART warm-up: %d task slots' Python workers warmed in %.1fs", slots, time.monotonic() - started)
     except Exception:  # noqa: BLE001 - e.g. the session stopped meanwhile; the apply phase starts cold
         logger.debug("SMART warm-up did not finish", exc_info=True)
 

@@ -18,10 +18,12 @@ Outcome per row:
   lists every model's error;
 - an answer that maps to none of the labels: prediction null, the model kept,
   error ``"answer matches no label: ..."`` (never a made-up label);
-- a cascade model (``ApplySpec.cascades``: model -> certified threshold): its
-  answer stands only when its confidence is at or above the threshold; below it
-  (or without a confidence) the row goes on down the chain to the reference like a
-  failed call, the cheap call's cost still counted in ``cost``.
+- a cascade model (``ApplySpec.cascades``: model -> certified threshold) or a
+  chain of them (``ApplySpec.chains``): an answer stands only when its
+  confidence is at or above its step's threshold; below it (or without a
+  confidence) the row goes on to the chain's next model and then the reference,
+  like a failed call, every call's cost still counted in ``cost``
+  (:mod:`smart_spark.spark.cascade_apply`).
 
 ``escalated`` is True when the row's first model was asked and the row then went
 on to a later model (low confidence or a failed call).
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
+from smart_spark.spark.cascade_apply import row_steps, stands
 from smart_spark.spark.state import ProfiledAnswer
 
 logger = logging.getLogger("smart_spark")
@@ -86,6 +89,8 @@ class ApplySpec:
     oversize_policy: str = "truncate"
     #: Certified confidence cascades: model -> threshold (its answer kept at confidence >= threshold).
     cascades: Mapping[str, float] = field(default_factory=dict)
+    #: Certified chains of cascades: option name -> ((model, threshold), ...) asked in order, then the reference.
+    chains: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
     #: "online" (concurrent calls) or "batch" (the provider's Batch API, one batch per model and partition).
     execution_mode: str = "online"
     #: This task's share of each model's rpm / tpm (1 / tasks running at once); None: the client's own default.
@@ -270,8 +275,8 @@ def submit_ahead(spec: ApplySpec, keys: Sequence[Any], texts: Sequence[Any], *, 
     leaders, _, chains, prior = _triage(spec, plan, keys, texts, [Outcome() for _ in keys])
     groups: dict[str, list[str]] = {}
     for i in leaders:
-        model = chains[i][0]
-        if i in prior and model in prior[i].answers and model not in spec.cascades:
+        model, threshold = chains[i][0]
+        if i in prior and model in prior[i].answers and threshold is None:
             continue
         groups.setdefault(model, []).append(spec.prompt(texts[i]))
     if not groups:
@@ -296,7 +301,8 @@ def _triage(spec, plan, keys, texts, outcomes):
     """Settle blank and profiled rows; the rest need calls: one leader per key, its copies follow.
 
     Returns (leaders, followers, chains, prior): ``chains[i]`` the models to try in
-    order, ``prior[i]`` the failures and cached answers from profiling.
+    order with the confidence each answer needs (``cascade_apply.row_steps``),
+    ``prior[i]`` the failures and cached answers from profiling.
     """
     leaders: list[int] = []
     followers: list[tuple[int, int]] = []
@@ -330,9 +336,7 @@ def _triage(spec, plan, keys, texts, outcomes):
         first_of_key[key] = i
         if hit is not None:
             prior[i] = hit
-        first = plan.route(key)
-        # a cascade's unsure or failed rows go straight to the reference: what its agreement flags counted
-        chains[i] = [first] + ([plan.reference] if first in spec.cascades else plan.escalation(first))
+        chains[i] = row_steps(spec, plan, plan.route(key))
         leaders.append(i)
     return leaders, followers, chains, prior
 
@@ -347,9 +351,9 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
     while todo:
         groups: dict[str, list[int]] = {}
         for i in todo:
-            model = chains[i][step[i]]
+            model, threshold = chains[i][step[i]]
             cached = prior[i].answers.get(model) if i in prior else None
-            if cached is not None and model not in spec.cascades:  # answered (and paid) while profiling
+            if cached is not None and threshold is None:  # answered (and paid) while profiling
                 outcomes[i].take(Answer(model, cached[0], cached[1], 0.0, None, False))
                 continue
             groups.setdefault(model, []).append(i)
@@ -363,7 +367,7 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
         for model, group in groups.items():
             for i, answer in zip(group, answers[model]):
                 outcomes[i].cost += answer.spent
-                if answer.error is None and _stands(spec, answer):
+                if stands(answer, chains[i][step[i]][1]):
                     outcomes[i].take(answer)
                     continue
                 if answer.pending:  # its batch may still answer: escalating would pay twice
@@ -378,15 +382,6 @@ def _answer(spec, reference, caller, texts, rows, chains, prior, outcomes) -> No
                 else:
                     outcomes[i].model = outcomes[i].prediction = None
                     outcomes[i].error = f"{ALL_FAILED}: " + "; ".join(failures[i])
-
-
-def _stands(spec: ApplySpec, answer: Answer) -> bool:
-    """A cascade model's answer stands only at or above its certified threshold; other answers always do."""
-    threshold = spec.cascades.get(answer.model)
-    if threshold is None:
-        return True
-    confidence = answer.confidence
-    return confidence is not None and not math.isnan(confidence) and confidence >= threshold
 
 
 class ErrorRateGuard:

@@ -15,6 +15,10 @@ threshold (or failed, or without a confidence) is replaced by the reference's
 answer to the same row, which the confirmation asked first, at the cost of
 both calls, so the planner sees the cascade's real unit cost. The money paid
 counts that reference call once (:meth:`CascadeAnswers.paid_result`).
+
+A chain of cascades (``A>B``, its thresholds saved) is confirmed the same way:
+its answer on a new row is ``A``'s when it stands, else ``B``'s when it stands,
+else the reference's, a fixed property of the row once the thresholds are.
 """
 
 from __future__ import annotations
@@ -23,47 +27,53 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from smart_spark.spark.cascade_mix import escalated_answer, paid_item_costs, stands
+from smart_spark.engine.cascade_chain import Steps
+from smart_spark.spark.cascade_apply import stands
+from smart_spark.spark.cascade_mix import composed_answer, paid_item_costs
 from smart_spark.spark.state import cascade_entries
 
 AnswerSource = Callable[[str, Sequence[int]], Sequence[Any]]
 
 
 class CascadeAnswers:
-    """``answer_source`` for the confirmation: cascade models answer as their cascades."""
+    """``answer_source`` for the confirmation: cascade models and chains answer as their cascades."""
 
-    def __init__(self, answer_source: AnswerSource, reference: str, thresholds: Mapping[str, float]) -> None:
-        self.source, self.reference, self.thresholds = answer_source, reference, dict(thresholds)
-        self._reference_answers: dict[int, Any] = {}
-        #: Per cascade model: rows asked, rows whose cheap answer stood.
-        self.asked = {m: 0 for m in self.thresholds}
-        self.kept = {m: 0 for m in self.thresholds}
+    def __init__(self, answer_source: AnswerSource, reference: str, thresholds: Mapping[str, float],
+                 chains: Mapping[str, Steps] | None = None) -> None:
+        self.source, self.reference = answer_source, reference
+        self.routes: dict[str, Steps] = {m: ((m, float(t)),) for m, t in thresholds.items()}
+        self.routes.update(chains or {})
+        #: Per cascade or chain: rows asked, rows whose answer stood (not the reference's).
+        self.asked = {m: 0 for m in self.routes}
+        self.kept = {m: 0 for m in self.routes}
         #: Each (model, row) answer's own cost, once: the escalated rows' reference calls are the reference's.
         self.paid: dict[tuple[str, int], float] = {}
+        self._answers: dict[tuple[str, int], Any] = {}
 
     def __call__(self, model: str, positions: Sequence[int]) -> list[Any]:
-        answers = list(self.source(model, positions))
-        self.paid.update(((model, int(p)), float(a.cost or 0.0)) for p, a in zip(positions, answers))
-        if model == self.reference:
-            self._reference_answers.update(zip((int(p) for p in positions), answers))
-            return answers
-        threshold = self.thresholds.get(model)
-        if threshold is None:
-            return answers
-        missing = [int(p) for p in positions if int(p) not in self._reference_answers]
-        if missing:  # the confirmation asks the reference first; this only guards another order
-            fresh = list(self.source(self.reference, missing))
-            self._reference_answers.update(zip(missing, fresh))
-            self.paid.update(((self.reference, p), float(a.cost or 0.0)) for p, a in zip(missing, fresh))
-        out = []
-        for position, answer in zip(positions, answers):
-            self.asked[model] += 1
-            if stands(answer, threshold):
-                self.kept[model] += 1
-                out.append(answer)
-                continue
-            out.append(escalated_answer(answer, self._reference_answers[int(position)], model))
-        return out
+        steps = self.routes.get(model)
+        if steps is None:
+            return self._ask(model, [int(p) for p in positions])
+        asked: dict[int, list[Any]] = {int(p): [] for p in positions}
+        open_rows = [int(p) for p in positions]
+        for step_model, threshold in steps:
+            for p, a in zip(open_rows, self._ask(step_model, open_rows) if open_rows else ()):
+                asked[p].append(a)
+            open_rows = [p for p in open_rows if not stands(asked[p][-1], threshold)]
+        for p, a in zip(open_rows, self._ask(self.reference, open_rows) if open_rows else ()):
+            asked[p].append(a)  # the confirmation asks the reference first: already bought
+        self.asked[model] += len(positions)
+        self.kept[model] += len(positions) - len(open_rows)
+        return [composed_answer(asked[int(p)], model) for p in positions]
+
+    def _ask(self, model: str, positions: list[int]) -> list[Any]:
+        """Ask ``model`` once per row (an escalated row's reference answer, or a chain model's, may be bought)."""
+        missing = [p for p in positions if (model, p) not in self._answers]
+        if missing:
+            fresh = list(self.source(model, missing))
+            self._answers.update(((model, p), a) for p, a in zip(missing, fresh))
+            self.paid.update(((model, p), float(a.cost or 0.0)) for p, a in zip(missing, fresh))
+        return [self._answers[(model, p)] for p in positions]
 
     def kept_rate(self, model: str) -> float:
         return self.kept[model] / self.asked[model] if self.asked.get(model) else float("nan")
@@ -104,10 +114,13 @@ def confirmed_cascades(state: Any, plan: Any, answers: CascadeAnswers, sample_si
         if share <= 0:
             continue
         kept = answers.kept_rate(model)
-        entries.append({
+        confirmed = {
             "model": model, "threshold": float(entry["threshold"]), "share": share,
             "expected_kept_share": share * (0.0 if math.isnan(kept) else kept) * plan.n_remaining
             / max(plan.n_total, 1),
             "profiled_rows": int(sample_size), "error_budget": float(alphas.get(model, 0.0)),
-        })
+        }
+        if "steps" in entry:  # a chain keeps its steps (the apply phase asks its models in turn)
+            confirmed["steps"] = [{"model": s["model"], "threshold": float(s["threshold"])} for s in entry["steps"]]
+        entries.append(confirmed)
     return {"kind": "confirmed", "cascades": entries} if entries else None

@@ -27,7 +27,7 @@ from smart_spark.spark.cascade_fit import (
     plan_with_cascade,
     split_budget,
 )
-from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades, offers_cascade_mix
+from smart_spark.spark.cascade_mix import chain_candidates, engine_with_cascade, mix_cascades, offers_cascade_mix
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description
 from smart_spark.spark.state import DataFingerprint, FittedState, ProfiledAnswer, profile_to_dict
@@ -141,7 +141,7 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
             answer_source, answers, cascade_model=candidate, first_rows=fit.result.sampled.size if fit else 0,
             models=catalogue.names, reference=reference, n_valid=data.n_valid, pool_size=len(pool),
             config=plain_config, prices=prices, row_keys=_pool_keys(pool),
-            progress=progress)
+            progress=progress, chain_models=chain_candidates(catalogue, reference, candidate))
 
     with_mix = candidate is not None and offers_cascade_mix(catalogue, reference, config.method)
     result, history, answers, fit, mix = _profile_and_plan(

@@ -124,7 +124,7 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         spec = self.applySpec(catalogue, state.plan_json, profiled=state.profiled,
                               row_budget=self._row_budget(), answers_path=answers_path,
                               rate_share=_rate_share(catalogue, keyed))
-        spec = dataclasses.replace(spec, cascades=state.cascades)
+        spec = dataclasses.replace(spec, cascades=state.cascades, chains=state.chains)
         apply_udf = F.pandas_udf(_make_apply(_ship(dataset.sparkSession, spec), self.getBatchSize()),
                                  RESULT_DDL).asNondeterministic()
         result = F.col(sampling.RESULT_COL)
@@ -220,8 +220,10 @@ class SmartLLMClassifierModel(Model, SmartParams, MLReadable, MLWritable):
         summary["escalated_rows"] = sum(int(r["escalated"] or 0) for r in rows)
         cascades = cascade_entries(self._state_cascade())
         if cascades:  # share of the valid rows whose answer each cascade model kept (profiled rows included)
+            # a model also answering in a chain answers rows that are not its cascade's: no share of its own
+            chained = {s["model"] for c in cascades for s in c.get("steps", ())}
             summary["cascade_kept_share"] = {c["model"]: by_model.get(c["model"], 0) / max(1, run.n_valid)
-                                             for c in cascades}
+                                             for c in cascades if "steps" not in c and c["model"] not in chained}
         # A null prediction counts as a disagreement: the promise survives as many as the plan has slack for.
         summary["promise_kept"] = summary["null_rows_with_text"] <= summary["failure_slack_rows"]
         if not summary["promise_kept"]:

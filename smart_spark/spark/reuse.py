@@ -70,12 +70,12 @@ def reuse_on_new_data(model: Any, dataset: DataFrame, keyed: DataFrame, data: Da
         def paid_answers(name: str, positions):
             return caller.ask({name: [spec.prompt(pool[p].text) for p in positions]})[name]
 
-        answer_source = CascadeAnswers(paid_answers, plan.reference, model.state.cascades)
+        answer_source = CascadeAnswers(paid_answers, plan.reference, model.state.cascades, model.state.chains)
         result = confirm_plan(plan, data.n_valid, len(pool), answer_source, config, rates=rates)
         result = answer_source.paid_result(result)
     stats = _confirmation_stats(result, result.profile.confirmation_size, caller, plan)
-    for name, threshold in model.state.cascades.items():
-        stats[f"cascade.threshold.{name}"] = threshold
+    for name, steps in answer_source.routes.items():  # a chain's first threshold stands for it
+        stats[f"cascade.threshold.{name}"] = steps[0][1]
         stats[f"cascade.kept_rate.{name}"] = answer_source.kept_rate(name)
     logger.info("SMART confirmation on new data (%d rows): %s", data.n_valid, stats)
     if not result.holds:

@@ -65,7 +65,9 @@ class SmartRun:
         from smart_spark.spark.state import cascade_entries
 
         for c in reversed(cascade_entries(self.cascade)):
-            lines.insert(3, f"  cascade: {c['model']} answer kept at confidence >= {c['threshold']:.6g} "
+            kept = (" -> ".join(f"{s['model']} kept at confidence >= {s['threshold']:.6g}" for s in c["steps"])
+                    if "steps" in c else f"{c['model']} answer kept at confidence >= {c['threshold']:.6g}")
+            lines.insert(3, f"  cascade: {kept} "
                             f"(about {c['expected_kept_share']:.1%} of the rows left), else the reference; "
                             f"certified on {c['profiled_rows']} profiled rows at error budget {c['error_budget']:g}")
         if self.mlflow_run_id:

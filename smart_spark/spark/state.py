@@ -27,7 +27,11 @@ FORMAT_VERSION = 1
 #: version 1 would apply the cascade model to every row without its threshold, so
 #: it must refuse. Without a cascade the layout is version 1 (older readers still load it).
 CASCADE_FORMAT_VERSION = 2
-READABLE_VERSIONS = (FORMAT_VERSION, CASCADE_FORMAT_VERSION)
+#: A state with a chain of cascades (an option ``A>B`` whose models are asked in
+#: turn) is version 3: a version-2 reader would route rows to the option's name as
+#: if it were a model.
+CHAIN_FORMAT_VERSION = 3
+READABLE_VERSIONS = (FORMAT_VERSION, CASCADE_FORMAT_VERSION, CHAIN_FORMAT_VERSION)
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,20 @@ class FittedState:
     @property
     def saved_version(self) -> int:
         """The format version this state is saved with (see ``CASCADE_FORMAT_VERSION``)."""
+        if self.chains:
+            return CHAIN_FORMAT_VERSION
         return CASCADE_FORMAT_VERSION if self.cascade else self.format_version
 
     @property
     def cascades(self) -> dict[str, float]:
         """Model -> certified threshold, what the apply phase needs (empty: no cascade)."""
-        return {str(c["model"]): float(c["threshold"]) for c in cascade_entries(self.cascade)}
+        return {str(c["model"]): float(c["threshold"]) for c in cascade_entries(self.cascade) if "steps" not in c}
+
+    @property
+    def chains(self) -> dict[str, tuple[tuple[str, float], ...]]:
+        """Chain option -> its (model, threshold) steps in order, what the apply phase needs (empty: none)."""
+        return {str(c["model"]): tuple((str(s["model"]), float(s["threshold"])) for s in c["steps"])
+                for c in cascade_entries(self.cascade) if "steps" in c}
 
     # ------------------------------------------------------------ views
     def plan(self):

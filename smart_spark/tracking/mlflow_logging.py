@@ -128,6 +128,11 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
         metric(metric_key("cascade.error_budget", cascade["model"]), cascade["error_budget"])
         if "share" in cascade:  # a cascade among the options of the mix: the share of the rows left it was given
             metric(metric_key("cascade.share", cascade["model"]), cascade["share"])
+        for step in cascade.get("steps", ()):  # a chain: each model's threshold and expected kept share
+            metric(metric_key("chain.threshold", cascade["model"], step["model"]), step["threshold"])
+            if "expected_kept_share" in step:
+                metric(metric_key("chain.expected_kept_share", cascade["model"], step["model"]),
+                       step["expected_kept_share"])
     for event in run.progress:
         step = int(event["items_done"])
         metric("profiling.spent_usd", event["spent"], step)

@@ -20,12 +20,13 @@ Ends with one machine-readable line::
            lost_rows=... peak_driver_rss_mb=... [apply_spend_ratio_vs_online=... answers_equal_online=...]
 
 ``seconds`` and ``rows_per_s`` are the apply phase's (rows called / wall
-time); ``total_seconds`` includes profiling; ``cpu_ms_per_row`` is the CPU the
+time); ``total_seconds`` includes profiling; ``first_answer_s`` is the time
+from the apply phase's start to its first answer (task and Python worker
+start-up: compare with ``--no-warmup``); ``cpu_ms_per_row`` is the CPU the
 apply phase used per row called (driver, in-process stand-in server, JVM and
 Python workers), which unlike the rates does not depend on what else loads the
-machine; ``peak_driver_rss_mb`` is the
-driver's Python process plus its JVM (local mode: the executors' JVM side
-too), sampled every 0.2 s.
+machine; ``peak_driver_rss_mb`` is the driver's Python process plus its JVM
+(local mode: the executors' JVM side too), sampled every 0.2 s.
 
     python -m jobs.bench_spark --rows 100000
     python -m jobs.bench_spark --rows 30000 --rpm 6000
@@ -87,22 +88,32 @@ class PeakRss:
 
 
 class Progress:
-    """Prints the apply phase's rows answered so far and its rate (long runs: how far did it get)."""
+    """Prints the apply phase's rows answered so far and its rate (long runs: how far did it get).
+
+    Also notes when the first answer came (``first_answer_s``: the tasks' start-up, polled every 50 ms)."""
+
+    POLL_S = 0.05
 
     def __init__(self, server, started: float, every_s: float) -> None:
         self._server, self._started, self._every = server, started, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
+        self.first_answer_s: float | None = None
+
+    def _answered(self) -> int:
+        return sum(c["answered"] for c in self._server.counters().values())
 
     def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            answered = sum(c["answered"] for c in self._server.counters().values())
+        while self.first_answer_s is None and not self._stop.wait(self.POLL_S):
+            if self._answered():
+                self.first_answer_s = time.monotonic() - self._started
+        while self._every > 0 and not self._stop.wait(self._every):
+            answered = self._answered()
             elapsed = time.monotonic() - self._started
             print(f"PROGRESS apply {elapsed:.0f}s: {answered} rows answered, {answered / elapsed:.1f} rows/s", flush=True)
 
     def __enter__(self) -> "Progress":
-        if self._every > 0:
-            self._thread.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -133,6 +144,8 @@ def _parse(argv):
     parser.add_argument("--tpm", type=float, default=None, help="account tokens/minute (server and catalogue)")
     parser.add_argument("--mode", choices=("online", "batch"), default="online")
     parser.add_argument("--batch-delay", type=float, default=2.0, help="stand-in batch completion delay, seconds")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="switch off warming the Python workers while profiling (spark.smart_spark.warmExecutors)")
     parser.add_argument("--baseline-rows", type=int, default=0, help="also time a row-by-row UDF on this many rows")
     parser.add_argument("--progress-every", type=float, default=0.0,
                         help="print rows answered so far and the rate every this many seconds (0: never)")
@@ -170,12 +183,14 @@ def main(argv=None) -> int:
 
     from smart_spark import ModelCatalogue, SmartLLMClassifier
     from smart_spark.llm.ratelimit import job_rate_share
+    from smart_spark.spark.warmup import WARMUP_CONF
     from smart_spark.testing import SimulatedBackend, StandInServer, with_base_url
     from smart_spark.testing.batch_api import BatchConfig
 
     simulation = _simulation(args.latency)
     spark = (SparkSession.builder.master(f"local[{TASKS}]").config("spark.sql.shuffle.partitions", str(TASKS))
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate())
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config(WARMUP_CONF, str(not args.no_warmup).lower()).getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     ideal = TASKS * args.concurrency / args.latency
     if args.rpm:
@@ -225,10 +240,11 @@ def main(argv=None) -> int:
             )
             server.reset_counters()
             started, cpu_started = time.monotonic(), tree_cpu_seconds()
-            with Progress(server, started, args.progress_every):
+            with Progress(server, started, args.progress_every) as progress:
                 observed.write.format("noop").mode("overwrite").save()
             apply_s = time.monotonic() - started
             run.cpu_s = tree_cpu_seconds() - cpu_started
+            run.first_answer_s = progress.first_answer_s
             return clf, result, observation.get, profiling_s, apply_s, server.counters()
 
         with tempfile.TemporaryDirectory(prefix="bench_spark_") as scratch:
@@ -249,6 +265,7 @@ def main(argv=None) -> int:
                 lost_rows=lost, peak_driver_rss_mb="", total_seconds=f"{profiling_s + apply_s:.2f}",
                 profiling_seconds=f"{profiling_s:.2f}", error_rows=summary["errors"],
                 cpu_ms_per_row=f"{run.cpu_s / max(called, 1) * 1000:.2f}",
+                first_answer_s=f"{run.first_answer_s:.2f}" if run.first_answer_s is not None else "",
             )
             if args.mode == "batch":
                 _, online, online_summary, _, _, _ = run("online", os.path.join(scratch, "online"))

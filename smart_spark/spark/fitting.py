@@ -31,6 +31,7 @@ from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades, off
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description
 from smart_spark.spark.state import DataFingerprint, FittedState, ProfiledAnswer, profile_to_dict
+from smart_spark.spark.warmup import start_warmup
 
 logger = logging.getLogger("smart_spark")
 
@@ -116,6 +117,7 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
         wanted = 0  # nothing to learn: the reference answers every row in the apply phase
     with job_description(spark, "SMART profiling: sample"):
         pool = sampling.draw_pool(keyed, text_col, data.n_valid, wanted, config.seed)
+    start_warmup(spark, data.n_valid)  # the executors idle while the driver profiles
     logger.info("SMART profiling: %d rows (%d with text), random sample of %d drawn",
                 data.n_rows, data.n_valid, len(pool))
 

@@ -10,7 +10,8 @@ models are worth confirming, how the error budget is split between them, the
 planned confirmation size and so the look sizes (the pays-off rule). The bounds
 the plan relies on are then computed only from the fresh confirmation items.
 A model's share ``alpha_i`` is spent across its looks (``payoff.LOOK_WEIGHTS``,
-alpha spending), so the bound at whichever look profiling stops holds with
+alpha spending, each share scaled up by the factor the looks' correlation allows,
+``looks.py``), so the bound at whichever look profiling stops holds with
 probability at least ``1 - alpha_i`` however the stopping look is chosen; the
 prototype checked a two-sided interval every 10 items and stopped at the first
 success, whose real error rate exceeds the nominal one. Because the split

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import stats
 
 from smart_spark.engine.bounds import approx_lower, cp_lower, effective_size, group_lower
+from smart_spark.engine.looks import look_inflation
 from smart_spark.engine.planner import enumerate_mix_costs
 from smart_spark.engine.plan import blend_name
 
@@ -50,9 +51,13 @@ _MIN_CONFIRMATION = 10
 #: share of a model's budget (alpha spending). Most goes to the planned look; the
 #: others let the run stop early when the data are better than the pilot
 #: promised, or go on when they are worse, without repeated-looks inflation.
+#: The shares sum to 1 (union bound); ``looks.py`` then scales them all by the
+#: factor the looks' correlation allows.
 LOOK_MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 LOOK_WEIGHTS = (0.05, 0.1, 0.15, 0.45, 0.15, 0.1)
 PLANNED_LOOK_WEIGHT = LOOK_WEIGHTS[LOOK_MULTIPLIERS.index(1.0)]
+#: Relative look sizes of an uncapped schedule, for predicting the correlated looks' inflation (``looks.py``).
+_UNCAPPED_SIZES = tuple(int(round(1000 * m)) for m in LOOK_MULTIPLIERS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,7 +160,25 @@ def decide_confirmation(pilot: PilotSummary, method: str) -> Confirmation:
 def _predicted_bounds(rates: np.ndarray, sizes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Bounds (size, scenario, option) a confirmation of each size would give at its planned look."""
     n = sizes[:, None, None].astype(float)
-    return approx_lower(rates[None, :, :] * n, n, alpha[None, None, :] * PLANNED_LOOK_WEIGHT)
+    return approx_lower(rates[None, :, :] * n, n, planned_level(alpha)[None, None, :])
+
+
+def planned_level(alpha) -> np.ndarray:
+    """The level the planned look of an uncapped schedule spends of each ``alpha`` (prediction only)."""
+    alpha = np.asarray(alpha, dtype=float)
+    factor = {a: look_inflation(_UNCAPPED_SIZES, LOOK_WEIGHTS, a) for a in np.unique(alpha)}
+    return alpha * PLANNED_LOOK_WEIGHT * np.vectorize(factor.get, otypes=[float])(alpha)
+
+
+def schedule_inflation(looks: list[tuple[int, float]], alphas) -> float:
+    """One factor for every model's looks: :func:`looks.look_inflation` at the smallest alpha.
+
+    The factor grows with alpha, so the smallest model's factor is safe for all.
+    """
+    alphas = [a for a in alphas if a > 0]
+    if not alphas:
+        return 1.0
+    return look_inflation([size for size, _ in looks], [w for _, w in looks], min(alphas))
 
 
 def look_schedule(planned: int, max_more: int) -> list[tuple[int, float]]:
@@ -255,7 +278,8 @@ def best_possible_saving(
     reference's) and could then take only the share ``x`` of the other items
     that its bound allows (``x L + (1 - x) >= remaining target``). ``L`` is
     the Clopper-Pearson bound of ``n`` agreements out of ``n`` at the largest
-    level any look gets (``max(LOOK_WEIGHTS)`` of the whole budget), at the
+    level the planned look gets (``max(LOOK_WEIGHTS)`` of the whole budget,
+    inflated for correlated looks, ``looks.py``), at the
     effective size of a group as large as all remaining items; each of these
     overstates what a real run gets, so the result is an upper bound on what
     the model can save, maximised over the confirmation size.
@@ -267,7 +291,7 @@ def best_possible_saving(
     if not len(sizes):
         return 0.0
     rest = n_total - pilot_size - sizes
-    level = budget * max(LOOK_WEIGHTS)
+    level = budget * min(1.0, max(LOOK_WEIGHTS) * look_inflation(_UNCAPPED_SIZES, LOOK_WEIGHTS, budget))
     lower = group_lower(sizes, sizes, level, rest, rest)
     target = remaining_target(accuracy_target, n_total, pilot_size + sizes)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -408,7 +432,7 @@ def _group_corrected_costs(rates, sizes, rest, alpha, unit_cost, targets, budget
     n = sizes[:, None, None].astype(float)
     group = np.maximum(share * rest[:, None, None], 1.0)
     n_eff = effective_size(n, group)
-    corrected = approx_lower(rates[None] * n_eff, n_eff, alpha[None, None, :] * PLANNED_LOOK_WEIGHT)
+    corrected = approx_lower(rates[None] * n_eff, n_eff, planned_level(alpha)[None, None, :])
     corrected = np.where(sizes[:, None, None] > 0, np.minimum(corrected, bounds), 0.0)
     return _mix_costs(corrected, alpha, unit_cost, targets, budget)
 

@@ -58,6 +58,7 @@ from smart_spark.engine.payoff import (
     decide_confirmation,
     look_schedule,
     remaining_target,
+    schedule_inflation,
 )
 from smart_spark.engine.plan import blend_member, blend_name, split_unit_hash
 from smart_spark.llm.labels import agreement_key
@@ -383,10 +384,13 @@ class Profiler:
         return ""
 
     def _confirm(self, n_total, pilot: _Tally, confirm: _Tally, decision: Confirmation, start: int, max_more: int) -> float:
-        """Run the confirmation look by look; return the budget share of the stopping look."""
+        """Run the confirmation look by look; return the budget share of the stopping look (inflated, ``looks.py``)."""
         if not decision.size:
             return 0.0
         looks = look_schedule(decision.size, max_more)
+        # Correlated looks may each spend more than their share (``looks.py``); fixed before any confirmation row.
+        inflation = schedule_inflation(looks, decision.alphas.values())
+        looks = [(size, weight * inflation) for size, weight in looks]
         models = list(decision.alphas)
         called = sorted(decision.blend) or models
         pilot_counts = {m: (pilot.n[m], pilot.k[m]) for m in called}

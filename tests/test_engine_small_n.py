@@ -20,4 +20,7 @@ def test_small_n_costs_no_more_than_the_reference(n_items, target, confidence):
     dataset = overruling_like(CSV, n_items)
     runs = [run_trial(dataset, target, "mix", confidence, seed, solver="enumerate") for seed in range(4)]
     assert np.mean([r["savings"] for r in runs]) >= 1.0
-    assert all(r["satisfied"] for r in runs)
+    # At confidence 0.99 a miss among 4 runs would be a 4 % event; at 0.80 up to 1 run in 5 may miss by the
+    # promise itself, so there the rate is measured by jobs.bench_small_n and the guarantee suites, not here.
+    if confidence >= 0.99:
+        assert all(r["satisfied"] for r in runs)

@@ -67,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="N per cell")
+    parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
+    parser.add_argument("--confidences", type=float, nargs="+", default=list(CONFIDENCES))
     args = parser.parse_args(argv)
     if not args.csv.exists():
         print(f"{args.csv} not found (the shared data folder is needed)", file=sys.stderr)
         return 2
     jobs = [
         (overruling_like(args.csv, n), t, c, args.trials)
-        for n, t, c in product(SIZES, TARGETS, CONFIDENCES)
+        for n, t, c in product(args.sizes, args.targets, args.confidences)
     ]
     with ProcessPoolExecutor(args.workers) as pool:
         table = pd.DataFrame(list(pool.map(_cell, jobs)))

@@ -16,14 +16,13 @@ share of rows given to cascades, and the cost against the reference alone
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from typing import Sequence
 
 import numpy as np
 
 from smart_spark.engine.cascade_options import cascade_flags, plan_with_cascade_options
-from jobs.sim_output import noise_band, write_rows
+from jobs.sim_output import noise_band, settings_parser, write_rows
 
 REFERENCE = "reference"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
@@ -86,13 +85,7 @@ def run_setting(n_rows: int, confidence_level: float, target: float, runs: int, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--n", type=int, nargs="+", default=[300, 1000])
-    parser.add_argument("--confidence", type=float, nargs="+", default=[0.8, 0.99])
-    parser.add_argument("--target", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out")
+    parser = settings_parser(__doc__, seed=7)
     args = parser.parse_args(argv)
     rows = [run_setting(n, c, args.target, args.runs, args.seed) for n, c in itertools.product(args.n, args.confidence)]
     print(f"{'N':>6} {'conf':>5} {'violations':>10} {'allowed+3sd':>11} {'cascade share':>13} {'cost/ref':>8}")

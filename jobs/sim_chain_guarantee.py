@@ -28,7 +28,6 @@ before chains) and prints both costs.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from types import SimpleNamespace
 from typing import Sequence
@@ -42,7 +41,7 @@ from smart_spark.engine.plan import stable_unit_hash
 from smart_spark.spark.cascade_fit import certify_on_pool, plan_with_cascade, split_budget
 from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades
 from smart_spark.spark.state import ProfiledAnswer, cascade_entries
-from jobs.sim_output import noise_band, write_rows
+from jobs.sim_output import noise_band, settings_parser, write_rows
 
 REFERENCE, FIRST, SECOND = "reference", "first", "second"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
@@ -164,15 +163,9 @@ def run_setting(n_rows: int, confidence_level: float, scores: str, target: float
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--n", type=int, nargs="+", default=[300, 1000])
-    parser.add_argument("--confidence", type=float, nargs="+", default=[0.8, 0.99])
+    parser = settings_parser(__doc__, seed=11)
     parser.add_argument("--scores", nargs="+", default=list(SCORES), choices=SCORES)
-    parser.add_argument("--target", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--compare", action="store_true", help="also run the same orders without the chain")
-    parser.add_argument("--out")
     args = parser.parse_args(argv)
     rows = []
     print(f"{'N':>5} {'conf':>5} {'scores':>13} {'chain':>5} {'violations':>10} {'allowed+3sd':>11} "

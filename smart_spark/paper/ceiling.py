@@ -169,14 +169,28 @@ def told_in_advance_savings(
     hindsight; a valid procedure that is not told cannot expect to beat it by
     much, so it is the practical reference point next to the (looser) ceiling.
     """
+    return told_in_advance_plan(n_items, accuracy_target, confidence, candidates, reference_cost)[0]
+
+
+def told_in_advance_plan(
+    n_items: int,
+    accuracy_target: float,
+    confidence: float,
+    candidates: dict[str, tuple[float, float]],
+    reference_cost: float,
+) -> tuple[float, str | None, int]:
+    """:func:`told_in_advance_savings` with its choice: ``(savings, model, confirmation size)``.
+
+    ``model`` is None (size 0) when the reference alone is cheapest.
+    """
     from smart_spark.engine.bounds import cp_lower
 
     alpha = 1.0 - confidence
     full = n_items * reference_cost
-    best = full
+    best, choice = full, (None, 0)
     sizes = np.unique(np.geomspace(10, max(n_items - 1, 10), 80).astype(int))
     sizes = sizes[sizes < n_items]
-    for rate, cost in candidates.values():
+    for name, (rate, cost) in candidates.items():
         if cost >= reference_cost or not len(sizes):
             continue
         lower = cp_lower(np.round(rate * sizes), sizes, alpha)
@@ -185,5 +199,6 @@ def told_in_advance_savings(
         share = np.where(lower >= target_left, 1.0, (1 - target_left) / np.maximum(1 - lower, 1e-12))
         share = np.clip(share, 0.0, 1.0)
         total = sizes * (reference_cost + cost) + left * (share * cost + (1 - share) * reference_cost)
-        best = min(best, float(total.min()))
-    return full / best if best > 0 else float("inf")
+        if float(total.min()) < best:
+            best, choice = float(total.min()), (name, int(sizes[int(np.argmin(total))]))
+    return (full / best if best > 0 else float("inf")), choice[0], choice[1]

@@ -13,6 +13,8 @@ mean over the cell's runs:
   ``smart_spark.paper.ceiling``), ``told`` (= 1 / the told single look's);
   ``ceiling rows``: the profiling length at which the ceiling is reached;
   ``told rows`` / ``told model``: the told single look's confirmation size and model;
+  ``told routed``: the told look's cost share with its bound taken at the
+  routed group's effective size (the routing noise a valid plan must cover);
   ``gap pilot`` / ``gap confirm`` / ``gap rest``: ``total - told`` split into
   the pilot, the confirmation beyond the told look's profiling, and the
   unprofiled rows (they add up to ``total - told``).
@@ -59,13 +61,14 @@ def _run(job) -> dict:
     }
 
 
-def _choices(dataset, target: float, confidence: float) -> tuple[float, float, str]:
-    """The ceiling's profiling length ``T``, and the told single look's confirmation size and model."""
+def _choices(dataset, target: float, confidence: float) -> tuple[float, float, str, float]:
+    """The ceiling's ``T``, the told single look's size and model, and its cost share with routing noise."""
     candidates = {m.name: (m.agreement, m.unit_cost) for m in dataset.candidates}
     reference_cost = dataset.reference.unit_cost
     ceiling = savings_ceiling(dataset.n_items, target, confidence, candidates, reference_cost)
     _, model, size = told_in_advance_plan(dataset.n_items, target, confidence, candidates, reference_cost)
-    return ceiling.profiled, size, model or "-"
+    routed = told_in_advance_plan(dataset.n_items, target, confidence, candidates, reference_cost, routed=True)[0]
+    return ceiling.profiled, size, model or "-", 1.0 / routed
 
 
 def _gap_to_told(table: pd.DataFrame, datasets) -> None:
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     table["ceiling rows"] = [c[0] for c in choices]
     table["told rows"] = [c[1] for c in choices]
     table["told model"] = [c[2] for c in choices]
+    table["told routed"] = [c[3] for c in choices]
     _gap_to_told(table, datasets)
     pd.set_option("display.width", 200)
     print(table.drop(columns=["check"]).round(4).to_string())
@@ -124,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     share = table[["gap pilot", "gap confirm", "gap rest"]].div(gaps, axis=0)
     print("\nshare of the gap to the told single look, mean over cells: "
           + ", ".join(f"{c[4:]} {v:.2f}" for c, v in share.mean().items())
-          + f"; mean told / ceiling {(table['ceiling'] / table['told']).mean():.3f}, mean mix / ceiling "
-          f"{table['mix / ceiling'].mean():.3f}")
+          + f"; told / ceiling mean {(table['ceiling'] / table['told']).mean():.3f}; told routed / ceiling mean "
+          f"{(table['ceiling'] / table['told routed']).mean():.3f} (lowest {(table['ceiling'] / table['told routed']).min():.3f});"
+          f" mix / told routed mean {(table['told routed'] / table['total']).mean():.3f};"
+          f" mix / ceiling mean {table['mix / ceiling'].mean():.3f} (lowest {table['mix / ceiling'].min():.3f})")
     print(f"\nlargest |bookkeeping residual| {table['check'].abs().max():.2e} (pilot+ + confirm+ + profiled + rest = total)")
     return 0
 

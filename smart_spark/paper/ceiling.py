@@ -178,12 +178,17 @@ def told_in_advance_plan(
     confidence: float,
     candidates: dict[str, tuple[float, float]],
     reference_cost: float,
+    routed: bool = False,
 ) -> tuple[float, str | None, int]:
     """:func:`told_in_advance_savings` with its choice: ``(savings, model, confirmation size)``.
 
     ``model`` is None (size 0) when the reference alone is cheapest.
+    ``routed``: take the bound at the effective size of the routed group
+    (``bounds.group_lower``, the share found by bisection), as a valid plan
+    must when its rows are a random part of the rest; without it the told look
+    ignores the routing noise and is optimistic at small N.
     """
-    from smart_spark.engine.bounds import cp_lower
+    from smart_spark.engine.bounds import cp_lower, group_lower
 
     alpha = 1.0 - confidence
     full = n_items * reference_cost
@@ -198,7 +203,21 @@ def told_in_advance_plan(
         target_left = np.clip((accuracy_target * n_items - sizes) / left, 0.0, 1.0)
         share = np.where(lower >= target_left, 1.0, (1 - target_left) / np.maximum(1 - lower, 1e-12))
         share = np.clip(share, 0.0, 1.0)
+        if routed:
+            share = routed_share(np.round(rate * sizes), sizes, alpha, left, target_left, share, group_lower)
         total = sizes * (reference_cost + cost) + left * (share * cost + (1 - share) * reference_cost)
         if float(total.min()) < best:
             best, choice = float(total.min()), (name, int(sizes[int(np.argmin(total))]))
     return (full / best if best > 0 else float("inf")), choice[0], choice[1]
+
+
+def routed_share(agreements, sizes, alpha, left, target_left, upper, group_lower) -> np.ndarray:
+    """Largest share ``x <= upper`` with ``x L(x R) + (1 - x) >= t'``, ``L`` at the routed group's size (bisection)."""
+    lo, hi = np.zeros_like(upper), np.asarray(upper, dtype=float)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lower = group_lower(agreements, sizes, alpha, np.maximum(mid * left, 1.0), left)
+        ok = mid * lower + (1 - mid) >= target_left - 1e-12
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    lower = group_lower(agreements, sizes, alpha, np.maximum(hi * left, 1.0), left)
+    return np.where(hi * lower + (1 - hi) >= target_left - 1e-12, hi, lo)

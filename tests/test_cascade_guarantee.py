@@ -52,7 +52,7 @@ def test_look_schedule_is_fixed_by_n_and_spends_exactly_the_budget():
 
 @pytest.mark.parametrize("n_total, target", [(1000, 0.99), (855, 0.99), (300, 0.99)])
 def test_few_errors_schedule_gives_half_the_budget_to_the_smallest_look_that_certifies(n_total, target):
-    """At targets allowing few disagreements, look 1 is the smallest sample where c = 0 certifies at half the budget."""
+    """Few disagreements allowed: look 1 is the smallest sample where c = 0 certifies at half the budget."""
     looks = cascade_looks(n_total, 0.1, target)
     assert looks == few_errors_looks(n_total, 0.1, target)
     (first, share), sizes = looks[0], [n for n, _ in looks]

@@ -110,7 +110,7 @@ def error_cutoff(n_total: int, n_sampled: int, budget: int, alpha: float) -> int
 
 
 def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
-    """Look sizes and their error shares, fixed from ``N``, the target and the budget alone (before any row is seen).
+    """Look sizes and their error shares, fixed from ``N``, the target and the budget (before any row is seen).
 
     Sizes double from ``_FIRST_LOOK`` up to ``N``. The budget is split with
     weights halving away from the look nearest ``_PEAK_ERRORS / (1 - target)``
@@ -126,7 +126,8 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     """
     budget = disagreement_budget(n_total, accuracy_target)
     wanted_peak = _PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9)
-    if wanted_peak > _PEAK_MAX_SHARE * n_total and _zero_error_look(n_total, budget, error_budget / 2) > _FIRST_LOOK:
+    few_errors = wanted_peak > _PEAK_MAX_SHARE * n_total
+    if few_errors and _zero_error_look(n_total, budget, error_budget / 2) > _FIRST_LOOK:
         return few_errors_looks(n_total, error_budget, accuracy_target)
     sizes = _doubling_sizes(_FIRST_LOOK, n_total)
     hopeless = [budget + 1 <= n_total and stats.hypergeom.cdf(0, n_total, budget + 1, n) > error_budget
@@ -140,7 +141,7 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
 
 
 def few_errors_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
-    """The schedule for targets that allow few disagreements: half the budget on the first look that can certify.
+    """Schedule for targets allowing few disagreements: half the budget on the first look that can certify.
 
     With a disagreement budget ``B`` small against ``N`` (target 0.99 on 1,000
     rows: ``B = 10``), a cascade can keep only a run of the most confident rows,

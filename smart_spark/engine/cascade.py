@@ -119,7 +119,9 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     stop, but no later than the look nearest ``_PEAK_MAX_SHARE * N``. A look too
     small to certify anything even at the whole budget (its sample misses ``B + 1``
     disagreements with probability above ``error_budget``) is left out, its share
-    going to the others. When the target allows so few disagreements that this
+    going to the others; so is, in turn, a look whose cutoff at its own share is
+    -1 (stopping there could only keep nothing; at target 0.99 on 20,000 rows the
+    first look of 320 rows was such a dead end). When the target allows so few disagreements that this
     cap binds and the first look could not certify anything with half the
     budget, :func:`few_errors_looks` is used instead. The shares sum to
     ``error_budget``, so the stopping rule may end at any look.
@@ -134,10 +136,14 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
                 for n in sizes[:-1]]
     sizes = [n for n, skip in zip(sizes, hopeless + [False]) if not skip]
     peak_size = min(wanted_peak, _PEAK_MAX_SHARE * n_total)
-    peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
-    weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
-    shares = error_budget * weights / weights.sum()
-    return [(n, float(a)) for n, a in zip(sizes, shares)]
+    while True:  # a look that cannot certify anything at its own share is dropped, its share to the others
+        peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
+        weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
+        shares = error_budget * weights / weights.sum()
+        useless = {i for i, (n, a) in enumerate(zip(sizes[:-1], shares)) if error_cutoff(n_total, n, budget, a) < 0}
+        if not useless:
+            return [(n, float(a)) for n, a in zip(sizes, shares)]
+        sizes = [n for i, n in enumerate(sizes) if i not in useless]
 
 
 def few_errors_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:

@@ -121,14 +121,14 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     disagreements with probability above ``error_budget``) is left out, its share
     going to the others; so is, in turn, a look whose cutoff at its own share is
     -1 (stopping there could only keep nothing; at target 0.99 on 20,000 rows the
-    first look of 320 rows was such a dead end). When the target allows so few disagreements that this
-    cap binds and the first look could not certify anything with half the
-    budget, :func:`few_errors_looks` is used instead. The shares sum to
+    first look of 320 rows was such a dead end). When the target allows fewer
+    than ``_PEAK_ERRORS`` disagreements over all rows and the first look could
+    not certify anything with half the budget, :func:`few_errors_looks` is used instead. The shares sum to
     ``error_budget``, so the stopping rule may end at any look.
     """
     budget = disagreement_budget(n_total, accuracy_target)
     wanted_peak = _PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9)
-    few_errors = wanted_peak > _PEAK_MAX_SHARE * n_total
+    few_errors = wanted_peak > n_total  # fewer than _PEAK_ERRORS disagreements allowed over all rows
     if few_errors and _zero_error_look(n_total, budget, error_budget / 2) > _FIRST_LOOK:
         return few_errors_looks(n_total, error_budget, accuracy_target)
     sizes = _doubling_sizes(_FIRST_LOOK, n_total)

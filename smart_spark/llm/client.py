@@ -328,7 +328,7 @@ class LLMClient:
             # one Python worker near 200 calls/s. Request and response are the same
             # Chat Completions ones.
             async with asyncio.timeout(self.timeout):  # unlike wait_for, no extra task per call
-                raw_response = await sdk.post("/chat/completions", body=body, cast_to=object, options=_WITH_HEADERS)
+                raw_response = await _post_chat(sdk, body)
             self.limiter(spec.name).observe(raw_response.headers)
             response = raw_response.parse()
         except (openai.APIStatusError, openai.APIConnectionError, asyncio.TimeoutError) as exc:
@@ -383,6 +383,35 @@ class LLMClient:
     def _redact(self, text: str | None) -> str | None:
         """``text`` with every catalogue key replaced: error bodies may echo a key back."""
         return None if text is None else self.catalogue.redact_keys(text)
+
+
+def _post_chat(sdk: openai.AsyncOpenAI, body: dict[str, Any]) -> Any:
+    """``sdk.post("/chat/completions", body=body, cast_to=object)`` with the raw response, minus two costs per call.
+
+    ``post`` builds its request options anew for every call (a pydantic
+    ``construct`` with deep-copied defaults, ~9% of the client's CPU per call)
+    and merges the relative path into the base URL (two more URL parses, ~10%).
+    The options here are built once per SDK client with the absolute URL and
+    copied per call with only the body changed; ``request`` is the method
+    ``post`` itself calls, so headers, auth and the request sent are the same.
+    An SDK without ``FinalRequestOptions`` falls back to ``post``.
+    """
+    template = _CHAT_OPTIONS.get(sdk)
+    if template is None:
+        if _FinalRequestOptions is None:
+            return sdk.post("/chat/completions", body=body, cast_to=object, options=_WITH_HEADERS)
+        url = str(sdk.base_url).rstrip("/") + "/chat/completions"
+        template = _CHAT_OPTIONS[sdk] = _FinalRequestOptions.construct(method="post", url=url, **_WITH_HEADERS)
+    return sdk.request(object, template.model_copy(update={"json_data": body}))
+
+
+try:  # the request options the SDK's own post() builds (not public: fall back to post() without it)
+    from openai._models import FinalRequestOptions as _FinalRequestOptions
+except ImportError:  # pragma: no cover - other SDK versions
+    _FinalRequestOptions = None
+
+#: Chat Completions request options per SDK client, built once (weak keys: they go with their client).
+_CHAT_OPTIONS: "weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any]" = weakref.WeakKeyDictionary()
 
 
 def _http_client() -> Any:

@@ -124,6 +124,13 @@ class StandInServer:
         return self._transport.port
 
     @property
+    def thread_id(self) -> int | None:
+        """The OS id of the thread serving HTTP (benchmarks read its CPU time apart from the process's)."""
+        if self._transport is None:
+            raise RuntimeError("the stand-in server is not running")
+        return self._transport.thread_id
+
+    @property
     def base_url(self) -> str:
         return f"http://{self._address[0]}:{self.port}/v1"
 
@@ -288,6 +295,10 @@ class _AsyncHTTP:
         self._connections: set[asyncio.Task] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="stand-in-llm", daemon=True)
         self.port = 0
+
+    @property
+    def thread_id(self) -> int | None:
+        return self._thread.native_id
 
     def start(self) -> "_AsyncHTTP":
         self._thread.start()

@@ -30,7 +30,7 @@ import logging
 import random
 import weakref
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import openai
 from openai._constants import RAW_RESPONSE_HEADER  # what the SDK's with_raw_response sets
@@ -329,7 +329,7 @@ class LLMClient:
             # Chat Completions ones.
             async with asyncio.timeout(self.timeout):  # unlike wait_for, no extra task per call
                 raw_response = await _post_chat(sdk, body)
-            self.limiter(spec.name).observe(raw_response.headers)
+            self.limiter(spec.name).observe(_rate_limit_headers(raw_response.headers))
             response = raw_response.parse()
         except (openai.APIStatusError, openai.APIConnectionError, asyncio.TimeoutError) as exc:
             if isinstance(exc, openai.APIStatusError):
@@ -403,6 +403,19 @@ def _post_chat(sdk: openai.AsyncOpenAI, body: dict[str, Any]) -> Any:
         url = str(sdk.base_url).rstrip("/") + "/chat/completions"
         template = _CHAT_OPTIONS[sdk] = _FinalRequestOptions.construct(method="post", url=url, **_WITH_HEADERS)
     return sdk.request(object, template.model_copy(update={"json_data": body}))
+
+
+def _rate_limit_headers(headers: Any) -> Mapping[str, str]:
+    """A response's ``x-ratelimit-*`` headers (lower-case names), read in one pass over the raw list.
+
+    What :meth:`RateLimiter.observe` looks up; six look-ups on the SDK's headers object
+    would each decode every header again, on every answered call.
+    """
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        return headers
+    return {name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in raw if name[:12].lower() == b"x-ratelimit-"}
 
 
 try:  # the request options the SDK's own post() builds (not public: fall back to post() without it)

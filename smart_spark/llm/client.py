@@ -389,12 +389,13 @@ def _post_chat(sdk: openai.AsyncOpenAI, body: dict[str, Any]) -> Any:
     """``sdk.post("/chat/completions", body=body, cast_to=object)`` with the raw response, minus two costs per call.
 
     ``post`` builds its request options anew for every call (a pydantic
-    ``construct`` with deep-copied defaults, ~9% of the client's CPU per call)
-    and merges the relative path into the base URL (two more URL parses, ~10%).
-    The options here are built once per SDK client with the absolute URL and
-    copied per call with only the body changed; ``request`` is the method
-    ``post`` itself calls, so headers, auth and the request sent are the same.
-    An SDK without ``FinalRequestOptions`` falls back to ``post``.
+    ``construct`` with deep-copied defaults) and merges the relative path into
+    the base URL (two more URL parses). The options here are built once per SDK
+    client with the absolute URL and copied per call with only the body changed;
+    ``request`` is the method ``post`` itself calls, so headers, auth and the
+    request sent are the same. Measured in one process, alternating: 2.17 against
+    2.43 ms of event-loop CPU per call. An SDK without ``FinalRequestOptions``
+    falls back to ``post``.
     """
     template = _CHAT_OPTIONS.get(sdk)
     if template is None:
@@ -402,7 +403,8 @@ def _post_chat(sdk: openai.AsyncOpenAI, body: dict[str, Any]) -> Any:
             return sdk.post("/chat/completions", body=body, cast_to=object, options=_WITH_HEADERS)
         url = str(sdk.base_url).rstrip("/") + "/chat/completions"
         template = _CHAT_OPTIONS[sdk] = _FinalRequestOptions.construct(method="post", url=url, **_WITH_HEADERS)
-    return sdk.request(object, template.model_copy(update={"json_data": body}))
+    copy = getattr(template, "model_copy", None) or template.copy  # pydantic 2 / pydantic 1
+    return sdk.request(object, copy(update={"json_data": body}))
 
 
 def _rate_limit_headers(headers: Any) -> Mapping[str, str]:

@@ -26,7 +26,9 @@ start-up: compare with ``--no-warmup``); ``cpu_ms_per_row`` is the CPU the
 apply phase used per row called (driver, in-process stand-in server, JVM and
 Python workers), which unlike the rates does not depend on what else loads the
 machine; ``peak_driver_rss_mb`` is the driver's Python process plus its JVM
-(local mode: the executors' JVM side too), sampled every 0.2 s.
+(local mode: the executors' JVM side too), sampled every 0.2 s. ``--cpu-table``
+also prints the apply phase's CPU seconds per process (driver, stand-in server
+thread, JVM, each Python worker and its busiest threads): where to cut.
 
     python -m jobs.bench_spark --rows 100000
     python -m jobs.bench_spark --rows 30000 --rpm 6000

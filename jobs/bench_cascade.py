@@ -112,6 +112,7 @@ def summarise(data: CascadeData, target: float, confidence: float, outcomes: lis
     cost = np.array([o.cost for o in outcomes])
     return {
         "kept_from_reference": float(kept.mean()),
+        "kept_standard_error": float(kept.std(ddof=1) / np.sqrt(kept.size)) if kept.size > 1 else float("nan"),
         "violation_rate": float(np.mean(agreement < target - 1e-12)),
         "savings": float(1.0 - cost.mean() / REFERENCE_COST),
         "mean_agreement": float(agreement.mean()),
@@ -162,12 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _format(row: dict, with_bargain: bool) -> str:
     text = (
         f"{row['dataset']:<16} n={row['n']:<6} target={row['target']:.3f} "
-        f"kept ours={row['kept_from_reference']:.3f} (viol {row['violation_rate']:.3f}, "
-        f"savings {row['savings']:.3f})"
+        f"kept ours={row['kept_from_reference']:.3f}+-{row['kept_standard_error']:.3f} "
+        f"(viol {row['violation_rate']:.3f}, savings {row['savings']:.3f})"
     )
     if with_bargain:
         text += (
-            f"  BARGAIN={row['bargain_kept_from_reference']:.3f} "
+            f"  BARGAIN={row['bargain_kept_from_reference']:.3f}+-{row['bargain_kept_standard_error']:.3f} "
             f"(viol {row['bargain_violation_rate']:.3f}, savings {row['bargain_savings']:.3f})"
         )
     return text + f"  known-threshold ceiling={row['oracle_threshold_kept']:.3f}"

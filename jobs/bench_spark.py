@@ -26,7 +26,9 @@ start-up: compare with ``--no-warmup``); ``cpu_ms_per_row`` is the CPU the
 apply phase used per row called (driver, in-process stand-in server, JVM and
 Python workers), which unlike the rates does not depend on what else loads the
 machine; ``peak_driver_rss_mb`` is the driver's Python process plus its JVM
-(local mode: the executors' JVM side too), sampled every 0.2 s.
+(local mode: the executors' JVM side too), sampled every 0.2 s. ``--cpu-table``
+also prints the apply phase's CPU seconds per process (driver, stand-in server
+thread, JVM, each Python worker and its busiest threads): where to cut.
 
     python -m jobs.bench_spark --rows 100000
     python -m jobs.bench_spark --rows 30000 --rpm 6000
@@ -36,6 +38,7 @@ machine; ``peak_driver_rss_mb`` is the driver's Python process plus its JVM
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -51,7 +54,12 @@ TEXT_FORMAT = "bench item %07d: is this clause overruling?"
 
 
 class PeakRss:
-    """Peak resident memory of this process plus its JVM children (sampled on a thread)."""
+    """Peak resident memory of this process plus its JVM children (sampled on a thread).
+
+    The JVM is looked up among the children once (listing children scans all of
+    /proc: ~8 ms, which every 0.2 s would take 4% of a core from the run it
+    measures) and again only when it has exited.
+    """
 
     def __init__(self, interval_s: float = 0.2) -> None:
         import psutil
@@ -60,16 +68,28 @@ class PeakRss:
         self._interval = interval_s
         self._stop = threading.Event()
         self.peak_bytes = 0
+        self._jvms: list = []
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
 
-    def _sample(self) -> int:
-        total = self._process.memory_info().rss
+    def _find_jvms(self) -> list:
+        found = []
         for child in self._process.children(recursive=False):
             try:
                 if "java" in child.name():
-                    total += child.memory_info().rss
+                    found.append(child)
             except Exception:  # the child exited between listing and reading
                 pass
+        return found
+
+    def _sample(self) -> int:
+        total = self._process.memory_info().rss
+        if not self._jvms:
+            self._jvms = self._find_jvms()
+        for jvm in list(self._jvms):
+            try:
+                total += jvm.memory_info().rss
+            except Exception:  # exited: look again next time
+                self._jvms.remove(jvm)
         return total
 
     def _run(self) -> None:
@@ -120,6 +140,103 @@ class Progress:
         self._stop.set()
 
 
+class CpuBreakdown:
+    """CPU seconds of each process (and thread) under this one, sampled on a thread during one phase.
+
+    CPU seconds, unlike rates, hardly move with what else loads the machine, so
+    this says which process to make cheaper: the driver (this process without
+    the stand-in server's thread), the in-process stand-in server (its thread),
+    the JVM, and each Python worker with its busiest threads (``main``: the
+    worker's own thread, which reads and writes Arrow; the busiest other one is
+    normally the LLM client's event loop). Threads that end during the phase
+    (a task's piece threads) keep the CPU last sampled; processes keep theirs
+    in full (the kernel adds a finished thread's time to its process).
+    """
+
+    RESCAN_EVERY = 4
+
+    def __init__(self, server_thread_id: int | None, interval_s: float = 0.5) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._server_tid = server_thread_id
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._first: dict[tuple, float] = {}
+        self._last: dict[tuple, float] = {}
+        self._names: dict[int, str] = {}
+        self._samples = 0
+        self._processes: list = []
+        self._thread = threading.Thread(target=self._run, name="cpu-breakdown", daemon=True)
+
+    def _sample(self) -> dict[tuple, float]:
+        import psutil
+
+        seen: dict[tuple, float] = {}
+        self._samples += 1
+        if self._samples % self.RESCAN_EVERY == 1:  # listing children scans all of /proc (~15 ms): not every time
+            self._processes = [self._me, *self._me.children(recursive=True)]
+        for process in self._processes:
+            try:
+                times = process.cpu_times()
+                seen[("proc", process.pid)] = times.user + times.system
+                if process.pid not in self._names:
+                    self._names[process.pid] = "java" if "java" in process.name() else "python"
+                if process.pid == self._me.pid or self._names[process.pid] == "python":
+                    for thread in process.threads():
+                        seen[("thread", process.pid, thread.id)] = thread.user_time + thread.system_time
+            except psutil.Error:  # exited meanwhile
+                pass
+        return seen
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._record(self._sample())
+
+    def _record(self, seen: dict[tuple, float]) -> None:
+        for key, value in seen.items():
+            self._first.setdefault(key, 0.0)  # born during the phase: all its CPU is the phase's
+            self._last[key] = value
+
+    def __enter__(self) -> "CpuBreakdown":
+        self._first = dict(self._sample())
+        self._last = dict(self._first)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._samples = 0  # the last sample lists the processes again
+        self._record(self._sample())
+
+    def used(self, key: tuple) -> float:
+        return self._last.get(key, 0.0) - self._first.get(key, 0.0)
+
+    def table(self, answers: int) -> list[str]:
+        """One line per process role: CPU seconds and ms per answer."""
+        per = lambda seconds: f"{seconds:7.2f} s {seconds / max(answers, 1) * 1000:6.3f} ms/answer"  # noqa: E731
+        me = self._me.pid
+        server = self.used(("thread", me, self._server_tid)) if self._server_tid else 0.0
+        lines = [f"CPU driver (without the stand-in)  {per(self.used(('proc', me)) - server)}",
+                 f"CPU stand-in server thread         {per(server)}"]
+        workers = 0.0
+        for key in sorted(k for k in self._last if k[0] == "proc" and k[1] != me):
+            pid = key[1]
+            used = self.used(key)
+            if self._names.get(pid) == "java":
+                lines.append(f"CPU JVM (pid {pid})                {per(used)}")
+                continue
+            if used < 0.05:
+                continue
+            workers += used
+            threads = sorted(((self.used(k), k[2]) for k in self._last if k[0] == "thread" and k[1] == pid), reverse=True)
+            detail = ", ".join(f"{'main' if tid == pid else tid} {seconds:.2f}" for seconds, tid in threads[:4] if seconds >= 0.05)
+            lines.append(f"CPU Python worker (pid {pid})      {per(used)}  threads: {detail}")
+        lines.append(f"CPU Python workers, all            {per(workers)}")
+        return lines
+
+
 def tree_cpu_seconds() -> float:
     """CPU seconds used so far by this process, its JVM and the Python workers under it."""
     import psutil
@@ -149,6 +266,8 @@ def _parse(argv):
     parser.add_argument("--baseline-rows", type=int, default=0, help="also time a row-by-row UDF on this many rows")
     parser.add_argument("--progress-every", type=float, default=0.0,
                         help="print rows answered so far and the rate every this many seconds (0: never)")
+    parser.add_argument("--cpu-table", action="store_true",
+                        help="print the apply phase's CPU per process (driver, stand-in, JVM, each Python worker)")
     parser.add_argument("--min-ratio", type=float, default=0.0, help="exit 1 when the ratio is below this")
     args = parser.parse_args(argv)
     for name in ("rows", "concurrency"):
@@ -240,10 +359,14 @@ def main(argv=None) -> int:
             )
             server.reset_counters()
             started, cpu_started = time.monotonic(), tree_cpu_seconds()
-            with Progress(server, started, args.progress_every) as progress:
+            cpu = CpuBreakdown(server.thread_id) if args.cpu_table else contextlib.nullcontext()
+            with Progress(server, started, args.progress_every) as progress, cpu:
                 observed.write.format("noop").mode("overwrite").save()
             apply_s = time.monotonic() - started
             run.cpu_s = tree_cpu_seconds() - cpu_started
+            if args.cpu_table:
+                answered = sum(c["answered"] for c in server.counters().values())
+                print("\n".join(f"{line}  ({mode} apply)" for line in cpu.table(answered)), flush=True)
             run.first_answer_s = progress.first_answer_s
             return clf, result, observation.get, profiling_s, apply_s, server.counters()
 

@@ -2,8 +2,9 @@
 
     nice -n 10 python -m jobs.sim_cascade_fit --runs 1000 --out fit.csv
 
-What the operator's fit does when a cheap model gives log-probabilities
-(``spark/fitting.py``), without Spark: half the error budget certifies one
+What the operator's fit does when a cheap model gives log-probabilities, without
+Spark: the same function ``spark/fitting.py`` calls
+(``engine.cascade_fit_procedure.fit_with_cascades``): half the error budget certifies one
 cascade for the cheap model on the pool's prefixes (``spark.cascade_fit``), the
 other half runs the engine on the rest of the pool with the cheap model offered
 as a cascade beside the plain models, its threshold chosen on the certificate's
@@ -31,11 +32,10 @@ from typing import Sequence
 import numpy as np
 
 from smart_spark.catalogue import ModelCatalogue
-from smart_spark.engine import SmartConfig, SmartEngine
+from smart_spark.engine import SmartConfig
+from smart_spark.engine.cascade_fit_procedure import fit_with_cascades
 from smart_spark.engine.plan import stable_unit_hash
-from smart_spark.spark.cascade_fit import certify_on_pool, plan_with_cascade, split_budget
-from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades
-from smart_spark.spark.state import ProfiledAnswer, cascade_entries
+from smart_spark.spark.state import cascade_entries
 from jobs.sim_output import noise_band, settings_parser, write_rows
 
 REFERENCE, CHEAP = "reference", "cheap"
@@ -82,7 +82,6 @@ def fit_once(agrees, confidence, costs, cat, config, order, plain_side="mix"):
     plain options (the fit before cascades became options), for comparison.
     """
     n_rows = confidence.size
-    plain_config, budget = split_budget(config, CHEAP)
     answers: dict[tuple[str, int], object] = {}
 
     def source(model, positions):
@@ -95,20 +94,11 @@ def fit_once(agrees, confidence, costs, cat, config, order, plain_side="mix"):
             answers[(model, int(p))] = out[-1]
         return out
 
-    fit = certify_on_pool(source, model=CHEAP, reference=REFERENCE, catalogue=cat, unit_costs=costs,
-                          n_valid=n_rows, pool_size=n_rows, accuracy_target=config.accuracy_target,
-                          error_budget=budget)
-    if plain_side == "engine":
-        engine = SmartEngine(plain_config, cat.names, REFERENCE, solver=SOLVER, prices=costs)
-        result, mix = engine.run(n_rows, n_rows, source), {}
-    else:
-        result, mix = engine_with_cascade(
-            source, answers, cascade_model=CHEAP, first_rows=fit.result.sampled.size, models=cat.names,
-            reference=REFERENCE, n_valid=n_rows, pool_size=n_rows, config=plain_config, prices=costs, solver=SOLVER)
     pool = [SimpleNamespace(key=str(p)) for p in range(n_rows)]
-    profiled = {str(i.position): ProfiledAnswer(i.label, i.raw, i.error) for i in result.profile.items}
-    plan, merged, cascade = plan_with_cascade(fit, answers, pool, result.plan, profiled, config)
-    cascade = cascade or mix_cascades(plan, mix, plain_config.error_budget, result.profile)
+    outcome = fit_with_cascades(source, answers, catalogue=cat, reference=REFERENCE, candidate=CHEAP, pool=pool,
+                                n_valid=n_rows, config=config, prices=costs, offer_mix=plain_side == "mix",
+                                solver=SOLVER)
+    plan, merged, cascade = outcome.plan, outcome.profiled, outcome.cascade
     thresholds = {c["model"]: c["threshold"] for c in cascade_entries(cascade)}
     rows = order[np.array(sorted(int(k) for k in merged), dtype=int)]
     spent = sum(float(a.cost) for a in answers.values())

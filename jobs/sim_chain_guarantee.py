@@ -2,7 +2,8 @@
 
     nice -n 19 python -m jobs.sim_chain_guarantee --runs 1000 --out chain.csv
 
-The Spark fit's whole procedure (``spark/fitting.py``) without Spark, with two
+The Spark fit's whole procedure without Spark (``engine.cascade_fit_procedure.fit_with_cascades``,
+which ``spark/fitting.py`` calls), with two
 models giving log-probabilities: ``first`` (1/16 of the reference's price) and
 ``second`` (1/5), beside plain models with agreement just below, at and above the
 target (0.25, 0.35, 0.5 of the reference). Half the error budget certifies one
@@ -38,9 +39,8 @@ from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine import SmartConfig
 from smart_spark.engine.cascade_chain import answered_by, chain_flags, chain_row_costs
 from smart_spark.engine.plan import stable_unit_hash
-from smart_spark.spark.cascade_fit import certify_on_pool, plan_with_cascade, split_budget
-from smart_spark.spark.cascade_mix import engine_with_cascade, mix_cascades
-from smart_spark.spark.state import ProfiledAnswer, cascade_entries
+from smart_spark.engine.cascade_fit_procedure import fit_with_cascades
+from smart_spark.spark.state import cascade_entries
 from jobs.sim_output import noise_band, settings_parser, write_rows
 
 REFERENCE, FIRST, SECOND = "reference", "first", "second"
@@ -84,7 +84,6 @@ def catalogue() -> ModelCatalogue:
 def fit_once(agrees, confidence, cat, config, order, chains: bool):
     """The fit's plan on one profiling order: (plan, profiled rows, option -> steps, spent)."""
     n_rows = order.size
-    plain_config, budget = split_budget(config, FIRST)
     answers: dict[tuple[str, int], object] = {}
 
     def source(model, positions):
@@ -98,17 +97,11 @@ def fit_once(agrees, confidence, cat, config, order, chains: bool):
             answers[(model, int(p))] = out[-1]
         return out
 
-    fit = certify_on_pool(source, model=FIRST, reference=REFERENCE, catalogue=cat, unit_costs=COSTS,
-                          n_valid=n_rows, pool_size=n_rows, accuracy_target=config.accuracy_target,
-                          error_budget=budget)
-    result, mix = engine_with_cascade(
-        source, answers, cascade_model=FIRST, first_rows=fit.result.sampled.size, models=cat.names,
-        reference=REFERENCE, n_valid=n_rows, pool_size=n_rows, config=plain_config, prices=COSTS, solver=SOLVER,
-        chain_models=[SECOND] if chains else [])
     pool = [SimpleNamespace(key=str(p)) for p in range(n_rows)]
-    profiled = {str(i.position): ProfiledAnswer(i.label, i.raw, i.error) for i in result.profile.items}
-    plan, merged, cascade = plan_with_cascade(fit, answers, pool, result.plan, profiled, config)
-    cascade = cascade or mix_cascades(plan, mix, plain_config.error_budget, result.profile)
+    outcome = fit_with_cascades(source, answers, catalogue=cat, reference=REFERENCE, candidate=FIRST, pool=pool,
+                                n_valid=n_rows, config=config, prices=COSTS, offer_mix=True,
+                                chain_models=[SECOND] if chains else [], solver=SOLVER)
+    plan, merged, cascade = outcome.plan, outcome.profiled, outcome.cascade
     routes = {c["model"]: tuple((s["model"], s["threshold"]) for s in c["steps"]) if "steps" in c
               else ((c["model"], c["threshold"]),) for c in cascade_entries(cascade)}
     rows = order[np.array(sorted(int(k) for k in merged), dtype=int)]

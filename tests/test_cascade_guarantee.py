@@ -15,6 +15,7 @@ from smart_spark.engine.cascade import (
     error_cutoff,
     cascade_looks,
     certified_threshold,
+    few_errors_looks,
 )
 from smart_spark.paper.cascade_sim import simulate_dataset
 
@@ -47,6 +48,28 @@ def test_look_schedule_is_fixed_by_n_and_spends_exactly_the_budget():
     assert sizes == sorted(set(sizes)) and sizes[-1] == 1000
     assert math.isclose(sum(a for _, a in looks), 0.1)
     assert cascade_looks(1000, 0.1, 0.9) == looks
+
+
+@pytest.mark.parametrize("n_total, budget, target", [(1000, 0.1, 0.9), (1000, 0.1, 0.95), (20_000, 0.1, 0.99)])
+def test_every_look_but_the_last_can_certify_at_its_own_share(n_total, budget, target):
+    """A look whose cutoff at its share is -1 could only stop with nothing kept: the schedule leaves it out."""
+    looks = cascade_looks(n_total, budget, target)
+    allowed = disagreement_budget(n_total, target)
+    assert all(error_cutoff(n_total, n, allowed, a) >= 0 for n, a in looks[:-1])
+    assert math.isclose(sum(a for _, a in looks), budget)
+
+
+@pytest.mark.parametrize("n_total, target", [(1000, 0.99), (855, 0.99), (300, 0.99)])
+def test_few_errors_schedule_gives_half_the_budget_to_the_smallest_look_that_certifies(n_total, target):
+    """Few disagreements allowed: look 1 is the smallest sample where c = 0 certifies at half the budget."""
+    looks = cascade_looks(n_total, 0.1, target)
+    assert looks == few_errors_looks(n_total, 0.1, target)
+    (first, share), sizes = looks[0], [n for n, _ in looks]
+    budget = disagreement_budget(n_total, target)
+    assert share == pytest.approx(0.05) and math.isclose(sum(a for _, a in looks), 0.1)
+    assert sizes == sorted(set(sizes)) and sizes[-1] == n_total
+    assert error_cutoff(n_total, first, budget, share) == 0
+    assert error_cutoff(n_total, first - 1, budget, share) == -1
 
 
 @pytest.mark.parametrize(

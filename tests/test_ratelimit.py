@@ -196,6 +196,14 @@ def test_retry_after_from_the_provider_slows_every_call():
     assert sum(server.rate_limited().values()) <= 4  # the first concurrent wave only
 
 
+def test_an_answered_calls_headers_teach_the_client_the_account_limit():
+    """No 429 needed: the x-ratelimit-* headers of a 200 name the account's limit, and the client adopts it."""
+    with StandInServer(BACKEND, rpm=600) as server:
+        with LLMClient(_catalogue(server.base_url), ["Yes", "No"]) as client:
+            assert client.complete_batch(MODEL, ["one item"])[0].ok
+            assert client.limiter(MODEL).rpm == 600 and server.rate_limited() == {}
+
+
 def test_injected_retry_after_holds_the_shared_limiter():
     faults = FaultConfig(rate_429=0.5, retry_after_s=0.3)
     with StandInServer(BACKEND, faults=faults, seed=3) as server:

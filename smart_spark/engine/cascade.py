@@ -110,7 +110,7 @@ def error_cutoff(n_total: int, n_sampled: int, budget: int, alpha: float) -> int
 
 
 def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
-    """Look sizes and their error shares, fixed from ``N`` and the target alone (before any row is seen).
+    """Look sizes and their error shares, fixed from ``N``, the target and the budget (before any row is seen).
 
     Sizes double from ``_FIRST_LOOK`` up to ``N``. The budget is split with
     weights halving away from the look nearest ``_PEAK_ERRORS / (1 - target)``
@@ -119,11 +119,78 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
     stop, but no later than the look nearest ``_PEAK_MAX_SHARE * N``. A look too
     small to certify anything even at the whole budget (its sample misses ``B + 1``
     disagreements with probability above ``error_budget``) is left out, its share
-    going to the others. The shares sum to ``error_budget``, so the stopping rule
-    may end at any look.
+    going to the others; so is, in turn, a look whose cutoff at its own share is
+    -1 (stopping there could only keep nothing; at target 0.99 on 20,000 rows the
+    first look of 320 rows was such a dead end). When the target allows fewer
+    than ``_PEAK_ERRORS`` disagreements over all rows and the first look could
+    not certify anything with half the budget, :func:`few_errors_looks` is used instead. The shares sum to
+    ``error_budget``, so the stopping rule may end at any look.
     """
+    budget = disagreement_budget(n_total, accuracy_target)
+    wanted_peak = _PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9)
+    few_errors = wanted_peak > n_total  # fewer than _PEAK_ERRORS disagreements allowed over all rows
+    if few_errors and _zero_error_look(n_total, budget, error_budget / 2) > _FIRST_LOOK:
+        return few_errors_looks(n_total, error_budget, accuracy_target)
+    sizes = _doubling_sizes(_FIRST_LOOK, n_total)
+    hopeless = [budget + 1 <= n_total and stats.hypergeom.cdf(0, n_total, budget + 1, n) > error_budget
+                for n in sizes[:-1]]
+    sizes = [n for n, skip in zip(sizes, hopeless + [False]) if not skip]
+    peak_size = min(wanted_peak, _PEAK_MAX_SHARE * n_total)
+    while True:  # a look that cannot certify anything at its own share is dropped, its share to the others
+        peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
+        weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
+        shares = error_budget * weights / weights.sum()
+        useless = {i for i, (n, a) in enumerate(zip(sizes[:-1], shares)) if error_cutoff(n_total, n, budget, a) < 0}
+        if not useless:
+            return [(n, float(a)) for n, a in zip(sizes, shares)]
+        sizes = [n for i, n in enumerate(sizes) if i not in useless]
+
+
+def few_errors_looks(n_total: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:
+    """Schedule for targets allowing few disagreements: half the budget on the first look that can certify.
+
+    With a disagreement budget ``B`` small against ``N`` (target 0.99 on 1,000
+    rows: ``B = 10``), a cascade can keep only a run of the most confident rows,
+    and the certificate that keeps most is the one with cutoff ``c = 0``: keep
+    down to the most confident sampled disagreement. Its sample must be large
+    enough to catch one of the top ``B + 1`` disagreements with probability
+    ``1 - alpha_1``; every extra row profiled beyond that is a reference call
+    inside the kept run. So the first look is the smallest ``n`` with
+    ``P[Hyp(N, B+1, n) = 0] <= error_budget / 2`` and gets exactly half the budget;
+    later looks double in size and get a quarter, an eighth, ... (the last one
+    the rest). Everything is fixed from ``N``, the target and the budget, so
+    the union bound over looks is unchanged.
+    """
+    budget = disagreement_budget(n_total, accuracy_target)
+    first = max(_zero_error_look(n_total, budget, error_budget / 2), min(_FIRST_LOOK, n_total))
+    sizes = _doubling_sizes(first, n_total)
+    shares = [error_budget / 2 ** (k + 1) for k in range(len(sizes))]
+    shares[-1] = error_budget - sum(shares[:-1])
+    return [(n, float(a)) for n, a in zip(sizes, shares)]
+
+
+def _zero_error_look(n_total: int, budget: int, alpha: float) -> int:
+    """Smallest sample size at which cutoff ``c = 0`` certifies: ``P[Hyp(N, B+1, n) = 0] <= alpha``.
+
+    That probability falls as ``n`` grows, so bisection finds it. When ``B + 1 > N``
+    every row may disagree and any sample certifies: 1.
+    """
+    if budget + 1 > n_total:
+        return 1
+    low, high = 1, n_total  # at n = N the probability is 0
+    while low < high:
+        middle = (low + high) // 2
+        if float(stats.hypergeom.pmf(0, n_total, budget + 1, middle)) <= alpha:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _doubling_sizes(first: int, n_total: int) -> list[int]:
+    """``first``, doubling (``_LOOK_GROWTH``), up to and including ``n_total``."""
     sizes: list[int] = []
-    size = float(min(_FIRST_LOOK, n_total))
+    size = float(min(first, n_total))
     while True:
         n = int(min(n_total, round(size)))
         if not sizes or n > sizes[-1]:
@@ -131,15 +198,7 @@ def cascade_looks(n_total: int, error_budget: float, accuracy_target: float) -> 
         if n >= n_total:
             break
         size *= _LOOK_GROWTH
-    budget = disagreement_budget(n_total, accuracy_target)
-    hopeless = [budget + 1 <= n_total and stats.hypergeom.cdf(0, n_total, budget + 1, n) > error_budget
-                for n in sizes[:-1]]
-    sizes = [n for n, skip in zip(sizes, hopeless + [False]) if not skip]
-    peak_size = min(_PEAK_ERRORS / max(1.0 - accuracy_target, 1e-9), _PEAK_MAX_SHARE * n_total)
-    peak = int(np.argmin([abs(math.log(n / peak_size)) for n in sizes]))
-    weights = np.array([_LOOK_DECAY ** abs(i - peak) for i in range(len(sizes))])
-    shares = error_budget * weights / weights.sum()
-    return [(n, float(a)) for n, a in zip(sizes, shares)]
+    return sizes
 
 
 def pool_looks(n_total: int, pool_size: int, error_budget: float, accuracy_target: float) -> list[tuple[int, float]]:

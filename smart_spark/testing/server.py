@@ -124,6 +124,13 @@ class StandInServer:
         return self._transport.port
 
     @property
+    def thread_id(self) -> int | None:
+        """The OS id of the thread serving HTTP (benchmarks read its CPU time apart from the process's)."""
+        if self._transport is None:
+            raise RuntimeError("the stand-in server is not running")
+        return self._transport.thread_id
+
+    @property
     def base_url(self) -> str:
         return f"http://{self._address[0]}:{self.port}/v1"
 
@@ -273,21 +280,28 @@ class _Reply:
 class _AsyncHTTP:
     """HTTP/1.1 keep-alive transport on an asyncio loop in one daemon thread.
 
-    ``dispatch(method, path, content_type, body) -> _Reply`` runs on the loop; a
-    reply's delay is an ``asyncio.sleep``, so 32 answers waiting cost 32 timers,
-    not 32 threads contending for the GIL.
+    ``dispatch(method, path, content_type, body) -> _Reply`` runs on the loop.
+    Each connection is an :class:`asyncio.Protocol` (:class:`_Connection`): a
+    request is parsed from the bytes received and its reply is sent by a timer
+    after its delay, so an answer waiting out its latency costs one timer handle,
+    not a task, a coroutine or a thread (the stand-in shares the benchmark's two
+    cores with the client it serves).
     """
 
     BACKLOG = 512  # 32+ clients connect at once; a small backlog drops SYNs
 
     def __init__(self, address: tuple[str, int], dispatch: Any) -> None:
         self._address = address
-        self._dispatch = dispatch
+        self.dispatch = dispatch
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
-        self._connections: set[asyncio.Task] = set()
+        self.connections: set[_Connection] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="stand-in-llm", daemon=True)
         self.port = 0
+
+    @property
+    def thread_id(self) -> int | None:
+        return self._thread.native_id
 
     def start(self) -> "_AsyncHTTP":
         self._thread.start()
@@ -299,9 +313,8 @@ class _AsyncHTTP:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in list(self._connections):
-                task.cancel()  # also wakes replies waiting out their latency
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            for connection in list(self.connections):
+                connection.close()  # also drops replies waiting out their latency
 
         try:
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)
@@ -313,75 +326,176 @@ class _AsyncHTTP:
 
     async def _listen(self) -> int:
         host, port = self._address
-        self._server = await asyncio.start_server(self._serve, host, port, backlog=self.BACKLOG)
+        self._server = await self._loop.create_server(lambda: _Connection(self), host, port, backlog=self.BACKLOG)
         return self._server.sockets[0].getsockname()[1]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._connections.add(task)  # type: ignore[arg-type]
-        sock = writer.get_extra_info("socket")
+
+class _BadRequest(Exception):
+    """A request the transport cannot read; answered with a 400 and the connection closed."""
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: requests are served in order, one at a time (HTTP/1.1 without pipelining overlap).
+
+    Bytes that arrive while a reply waits out its delay stay buffered and are
+    parsed once it is sent.
+    """
+
+    MAX_HEAD = 64 * 1024
+
+    def __init__(self, http: _AsyncHTTP) -> None:
+        self._http = http
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._waiting: asyncio.TimerHandle | None = None  # the reply being delayed
+        self._closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._http.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._waiting is None:
+            self._serve_buffered()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._http.connections.discard(self)
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
+
+    def close(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _serve_buffered(self) -> None:
+        while not self._closed and self._waiting is None:
+            try:
+                request = _parse_request(self._buffer, self.MAX_HEAD)
+            except _BadRequest as exc:
+                self._send(_Reply(*_error(400, str(exc), "bad_request")), keep_alive=False)
+                return
+            if request is None:
+                return  # incomplete: wait for more bytes
+            method, path, content_type, body, keep_alive = request
+            reply = self._http.dispatch(method, path, content_type, body)
+            if reply.delay_s > 0:
+                self._waiting = asyncio.get_running_loop().call_later(reply.delay_s, self._send_delayed, reply, keep_alive)
+                return
+            self._send(reply, keep_alive)
+
+    def _send_delayed(self, reply: "_Reply", keep_alive: bool) -> None:
+        self._waiting = None
+        self._send(reply, keep_alive)
+        self._serve_buffered()
+
+    def _send(self, reply: "_Reply", keep_alive: bool) -> None:
+        if self._closed or self._transport is None:
+            return
+        if reply.on_sent is not None:  # before the write: a client reading the counters after its answer sees it
+            reply.on_sent()
+        self._transport.write(_encode(reply, keep_alive))
+        if not keep_alive:
+            self._closed = True
+            self._transport.close()
+
+
+def _parse_request(buffer: bytearray, max_head: int) -> tuple[str, str, str, bytes, bool] | None:
+    """(method, path, content type, body, keep-alive) of the first whole request in ``buffer``, removed from it.
+
+    None while the request is incomplete. Reads only the headers it needs.
+    """
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > max_head:
+            raise _BadRequest("Request head too large")
+        return None
+    lines = bytes(buffer[:end]).split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        raise _BadRequest("Malformed request line")
+    length = content_type = transfer = connection = b""
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = value.strip()
+        elif name == b"content-type":
+            content_type = value.strip()
+        elif name == b"transfer-encoding":
+            transfer = value.strip().lower()
+        elif name == b"connection":
+            connection = value.strip().lower()
+    start = end + 4
+    if b"chunked" in transfer:
+        chunked = _dechunk(buffer, start)
+        if chunked is None:
+            return None
+        body, consumed = chunked
+    else:
         try:
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
-            pass  # the client went away (or the server stops)
-        finally:
-            self._connections.discard(task)  # type: ignore[arg-type]
-            writer.close()
-
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; False when the connection is to be closed."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return False  # closed between requests
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3:
-            await _write(writer, _Reply(*_error(400, "Malformed request line", "bad_request")), keep_alive=False)
-            return False
-        method, path, version = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name:
-                headers[name.strip().lower()] = value.strip()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            raw = await _read_chunked(reader)
-        else:
-            raw = await reader.readexactly(int(headers.get("content-length") or 0))
-        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        reply = self._dispatch(method, path, headers.get("content-type", ""), raw)
-        if reply.delay_s > 0:
-            await asyncio.sleep(reply.delay_s)
-        await _write(writer, reply, keep_alive)
-        return keep_alive
+            size = int(length or 0)
+        except ValueError:
+            raise _BadRequest("Malformed Content-Length") from None
+        if len(buffer) < start + size:
+            return None
+        body, consumed = bytes(buffer[start : start + size]), start + size
+    del buffer[:consumed]
+    method, path, version = (part.decode("latin-1") for part in parts)
+    keep_alive = version == "HTTP/1.1" and connection != b"close"
+    return method, path, content_type.decode("latin-1"), body, keep_alive
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
+    """(body, bytes used up to the end of the trailers) of a chunked body at ``start``; None when incomplete."""
     body = bytearray()
+    at = start
     while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+        line_end = buffer.find(b"\r\n", at)
+        if line_end < 0:
+            return None
+        try:
+            size = int(bytes(buffer[at:line_end]).split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise _BadRequest("Malformed chunk size") from None
+        at = line_end + 2
         if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return bytes(body)
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)
+            while True:  # trailers up to an empty line
+                line_end = buffer.find(b"\r\n", at)
+                if line_end < 0:
+                    return None
+                blank = line_end == at
+                at = line_end + 2
+                if blank:
+                    return bytes(body), at
+        if len(buffer) < at + size + 2:
+            return None
+        body += buffer[at : at + size]
+        at += size + 2
 
 
-async def _write(writer: asyncio.StreamWriter, reply: _Reply, keep_alive: bool) -> None:
-    lines = [f"HTTP/1.1 {reply.status} {_phrase(reply.status)}", "Server: StandInLLM/1",
-             "Content-Type: application/json", f"Content-Length: {len(reply.body)}"]
+def _encode(reply: "_Reply", keep_alive: bool) -> bytes:
+    """The response's bytes; the status line and fixed headers are encoded once per status."""
+    head = _HEADS.get(reply.status)
+    if head is None:
+        head = _HEADS[reply.status] = (f"HTTP/1.1 {reply.status} {_phrase(reply.status)}\r\nServer: StandInLLM/1\r\n"
+                                       "Content-Type: application/json\r\nContent-Length: ").encode("latin-1")
+    extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items()) if reply.headers else ""
     if not keep_alive:
-        lines.append("Connection: close")
-    lines += [f"{name}: {value}" for name, value in reply.headers.items()]
-    if reply.on_sent is not None:  # before the write: a client reading the counters after its answer sees it
-        reply.on_sent()
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
-    await writer.drain()
+        extra += "Connection: close\r\n"
+    return b"".join((head, str(len(reply.body)).encode(), b"\r\n", extra.encode("latin-1"), b"\r\n", reply.body))
+
+
+_HEADS: dict[int, bytes] = {}
 
 
 def _phrase(status: int) -> str:

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 from scipy import optimize
 
+from smart_spark.engine.bounds import group_lower
 from smart_spark.paper.ceiling import (
+    routed_share,
     binary_kl,
     largest_probability,
     nearest_divergence,
     savings_ceiling,
+    told_in_advance_plan,
+    told_in_advance_savings,
 )
 from smart_spark.paper.simulation import SimDataset, SimModel, run_trial
 
@@ -77,3 +81,19 @@ def test_engine_runs_stay_under_the_ceiling():
         runs = [run_trial(dataset, target, "mix", seed=s, solver="enumerate")["savings"] for s in range(6)]
         assert 0.5 * ceiling.savings < np.mean(runs) <= ceiling.savings
         assert ceiling.models == ("cheap",)
+
+
+def test_told_look_with_routing_noise_keeps_a_valid_share_and_costs_at_least_the_plain_one():
+    candidates = {"cheap": (0.94, 1 / 30)}
+    for target in (0.84, 0.94):
+        plain = told_in_advance_plan(5574, target, 0.95, candidates, 1.0)
+        routed = told_in_advance_plan(5574, target, 0.95, candidates, 1.0, routed=True)
+        assert plain[0] == pytest.approx(told_in_advance_savings(5574, target, 0.95, candidates, 1.0))
+        assert routed[0] <= plain[0] + 1e-12 and routed[1] == "cheap"
+    # Where the told look shares the rows with the reference, the routed group's bound costs some savings.
+    assert routed[0] < plain[0]
+    left = 5574 - routed[2]
+    share = routed_share(np.array([round(0.94 * routed[2])]), np.array([routed[2]]), 0.05, np.array([left]),
+                          np.array([(0.94 * 5574 - routed[2]) / left]), np.array([1.0]), group_lower)
+    bound = group_lower(round(0.94 * routed[2]), routed[2], 0.05, share[0] * left, left)
+    assert share[0] * bound + (1 - share[0]) >= (0.94 * 5574 - routed[2]) / left - 1e-9

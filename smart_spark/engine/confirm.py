@@ -51,8 +51,9 @@ binomial noise. When no size beats running the reference on every row, the size
 is 0 and the reference runs alone. The design also picks, by the same
 expectation, one look at full alpha or two fixed looks (:data:`LOOKS`: half the
 size, then all of it) with each model's alpha spent across them (alpha
-spending, as in ``payoff.py``), so the bound at whichever look the run stops
-holds at the model's alpha however the stop was chosen. With two looks the run
+spending, as in ``payoff.py``, each share scaled by the factor the two nested
+looks' correlation allows, ``looks.py``), so the bound at whichever look the
+run stops holds at the model's alpha however the stop was chosen. With two looks the run
 stops at the first when the plan it allows already costs no more than the rest
 of the sample is expected to buy, or when drift is flagged.
 """
@@ -69,6 +70,7 @@ from scipy import stats
 from smart_spark.engine.bounds import approx_lower, cp_lower, cp_upper, effective_size
 from smart_spark.engine.config import SmartConfig
 from smart_spark.engine.engine import plan_from_profile
+from smart_spark.engine.looks import look_inflation
 from smart_spark.engine.payoff import remaining_target, size_grid
 from smart_spark.engine.plan import Plan
 from smart_spark.engine.planner import enumerate_mix_costs
@@ -265,6 +267,24 @@ def look_schedule(size: int, looks: Sequence[tuple[float, float]]) -> tuple[tupl
     return tuple((at, w / total) for at, w in sorted(pooled.items()))
 
 
+def correlated_schedule(schedule: tuple[tuple[int, float], ...], alphas: Mapping[str, float],
+                        budget: float) -> tuple[tuple[int, float], ...]:
+    """The looks' shares scaled by the factor their correlation allows (``looks.look_inflation``).
+
+    The two looks are nested samples of the same rows, so their bounds fail
+    together far more often than the union bound assumes. The factor depends on
+    the look sizes and the alphas spent on them (each model's, and the drift
+    test's ``budget / models``): the least factor over them is safe for all. All
+    are fixed before a new row is seen. One look: unchanged.
+    """
+    if len(schedule) < 2 or not alphas:
+        return schedule
+    spent = {a for a in alphas.values() if a > 0} | {budget / len(alphas)}
+    sizes, weights = [size for size, _ in schedule], [w for _, w in schedule]
+    factor = min(look_inflation(sizes, weights, a) for a in spent)
+    return tuple((size, w * factor) for size, w in schedule)
+
+
 def _expected_totals(plan, config, subset, alphas, scenarios, sizes, looks, n_total):
     """Expected total cost per final size under a schedule of one or two looks, and the final plan cost.
 
@@ -272,7 +292,7 @@ def _expected_totals(plan, config, subset, alphas, scenarios, sizes, looks, n_to
     no dearer than going on is expected to be (the rule :func:`confirm_plan`
     applies); the last look's noise shares the first look's rows.
     """
-    schedules = [look_schedule(int(n), looks) for n in sizes]
+    schedules = [correlated_schedule(look_schedule(int(n), looks), alphas, config.error_budget) for n in sizes]
     if any(len(sched) > 2 for sched in schedules):
         raise ValueError(f"confirmation schedules have at most two looks, got {looks}")
     confirm_cost = plan.unit_costs[plan.reference] + sum(plan.unit_costs[m] for m in subset)
@@ -323,8 +343,9 @@ def confirmation_design(plan: Plan, n_total: int, config: SmartConfig, rates: Es
                 g = int(np.argmin(totals))
                 if totals[g] < best.expected_total_cost:
                     size = int(sizes[g])
+                    looks_now = correlated_schedule(look_schedule(size, schedule), alphas, config.error_budget)
                     best = ConfirmationDesign(subset, alphas, size, float(totals[g]), n_total * c_ref,
-                                              look_schedule(size, schedule), float(final[g]))
+                                              looks_now, float(final[g]))
     return best
 
 

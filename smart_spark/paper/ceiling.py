@@ -169,14 +169,33 @@ def told_in_advance_savings(
     hindsight; a valid procedure that is not told cannot expect to beat it by
     much, so it is the practical reference point next to the (looser) ceiling.
     """
-    from smart_spark.engine.bounds import cp_lower
+    return told_in_advance_plan(n_items, accuracy_target, confidence, candidates, reference_cost)[0]
+
+
+def told_in_advance_plan(
+    n_items: int,
+    accuracy_target: float,
+    confidence: float,
+    candidates: dict[str, tuple[float, float]],
+    reference_cost: float,
+    routed: bool = False,
+) -> tuple[float, str | None, int]:
+    """:func:`told_in_advance_savings` with its choice: ``(savings, model, confirmation size)``.
+
+    ``model`` is None (size 0) when the reference alone is cheapest.
+    ``routed``: take the bound at the effective size of the routed group
+    (``bounds.group_lower``, the share found by bisection), as a valid plan
+    must when its rows are a random part of the rest; without it the told look
+    ignores the routing noise and is optimistic at small N.
+    """
+    from smart_spark.engine.bounds import cp_lower, group_lower
 
     alpha = 1.0 - confidence
     full = n_items * reference_cost
-    best = full
+    best, choice = full, (None, 0)
     sizes = np.unique(np.geomspace(10, max(n_items - 1, 10), 80).astype(int))
     sizes = sizes[sizes < n_items]
-    for rate, cost in candidates.values():
+    for name, (rate, cost) in candidates.items():
         if cost >= reference_cost or not len(sizes):
             continue
         lower = cp_lower(np.round(rate * sizes), sizes, alpha)
@@ -184,6 +203,21 @@ def told_in_advance_savings(
         target_left = np.clip((accuracy_target * n_items - sizes) / left, 0.0, 1.0)
         share = np.where(lower >= target_left, 1.0, (1 - target_left) / np.maximum(1 - lower, 1e-12))
         share = np.clip(share, 0.0, 1.0)
+        if routed:
+            share = routed_share(np.round(rate * sizes), sizes, alpha, left, target_left, share, group_lower)
         total = sizes * (reference_cost + cost) + left * (share * cost + (1 - share) * reference_cost)
-        best = min(best, float(total.min()))
-    return full / best if best > 0 else float("inf")
+        if float(total.min()) < best:
+            best, choice = float(total.min()), (name, int(sizes[int(np.argmin(total))]))
+    return (full / best if best > 0 else float("inf")), choice[0], choice[1]
+
+
+def routed_share(agreements, sizes, alpha, left, target_left, upper, group_lower) -> np.ndarray:
+    """Largest share ``x <= upper`` with ``x L(x R) + (1 - x) >= t'``, ``L`` at the routed group's size (bisection)."""
+    lo, hi = np.zeros_like(upper), np.asarray(upper, dtype=float)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lower = group_lower(agreements, sizes, alpha, np.maximum(mid * left, 1.0), left)
+        ok = mid * lower + (1 - mid) >= target_left - 1e-12
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    lower = group_lower(agreements, sizes, alpha, np.maximum(hi * left, 1.0), left)
+    return np.where(hi * lower + (1 - hi) >= target_left - 1e-12, hi, lo)

@@ -247,7 +247,26 @@ def run_trial(
         "satisfied": agreement >= accuracy_target - 1e-12,
         "profiled": profile.n_profiled,
         "profile_cost": profile.spent,
+        **_profile_breakdown(profile, dataset.reference.unit_cost),
         "escalated": escalated,
         "plan": ";".join(f"{m}={plan.fractions[m]:.3f}" for m in plan.models_by_cost) + (" (blend)" if plan.blend else ""),
         "reason": plan.reason,
+    }
+
+
+def _profile_breakdown(profile, reference_cost: float) -> dict:
+    """Where profiling's money went: pilot and confirmation rows, and the candidates' calls on them.
+
+    The reference's calls on profiled rows answer those rows (they would be paid
+    anyway on a reference-only run); the candidates' calls are profiling's extra.
+    """
+    pilot = int(min(profile.pilot_size, len(profile.item_costs)))
+    pilot_cost = float(profile.item_costs[:pilot].sum())
+    confirm_cost = float(profile.item_costs[pilot:].sum())
+    confirm_rows = len(profile.item_costs) - pilot
+    return {
+        "pilot_rows": pilot,
+        "pilot_extra": pilot_cost - pilot * reference_cost,
+        "confirm_rows": confirm_rows,
+        "confirm_extra": confirm_cost - confirm_rows * reference_cost,
     }

@@ -4,7 +4,7 @@
 
 What the operator's fit does when a cheap model gives log-probabilities, without
 Spark: the same function ``spark/fitting.py`` calls
-(``engine.cascade_fit_procedure.fit_with_cascades``): half the error budget certifies one
+(``spark.cascade_fit_procedure.fit_with_cascades``): half the error budget certifies one
 cascade for the cheap model on the pool's prefixes (``spark.cascade_fit``), the
 other half runs the engine on the rest of the pool with the cheap model offered
 as a cascade beside the plain models, its threshold chosen on the certificate's
@@ -33,7 +33,7 @@ import numpy as np
 
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine import SmartConfig
-from smart_spark.engine.cascade_fit_procedure import fit_with_cascades
+from smart_spark.spark.cascade_fit_procedure import fit_with_cascades
 from smart_spark.engine.plan import stable_unit_hash
 from smart_spark.spark.state import cascade_entries
 from jobs.sim_output import noise_band, settings_parser, write_rows

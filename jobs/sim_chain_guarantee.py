@@ -2,7 +2,7 @@
 
     nice -n 19 python -m jobs.sim_chain_guarantee --runs 1000 --out chain.csv
 
-The Spark fit's whole procedure without Spark (``engine.cascade_fit_procedure.fit_with_cascades``,
+The Spark fit's whole procedure without Spark (``spark.cascade_fit_procedure.fit_with_cascades``,
 which ``spark/fitting.py`` calls), with two
 models giving log-probabilities: ``first`` (1/16 of the reference's price) and
 ``second`` (1/5), beside plain models with agreement just below, at and above the
@@ -39,7 +39,7 @@ from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine import SmartConfig
 from smart_spark.engine.cascade_chain import answered_by, chain_flags, chain_row_costs
 from smart_spark.engine.plan import stable_unit_hash
-from smart_spark.engine.cascade_fit_procedure import fit_with_cascades
+from smart_spark.spark.cascade_fit_procedure import fit_with_cascades
 from smart_spark.spark.state import cascade_entries
 from jobs.sim_output import noise_band, settings_parser, write_rows
 

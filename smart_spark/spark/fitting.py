@@ -20,8 +20,8 @@ from smart_spark.catalogue import ModelCatalogue
 from smart_spark.errors import ConfigurationError, ProfilingError
 from smart_spark.spark import sampling
 from smart_spark.spark.apply import SPEND_CAP, ApplySpec
-from smart_spark.engine.cascade_fit_procedure import fit_with_cascades
 from smart_spark.spark.cascade_fit import cascade_candidate
+from smart_spark.spark.cascade_fit_procedure import fit_with_cascades
 from smart_spark.spark.cascade_mix import chain_candidates, offers_cascade_mix
 from smart_spark.spark.run import SmartRun
 from smart_spark.spark.session import job_description

@@ -16,6 +16,9 @@ call, so that what the simulations prove is the code the fit runs:
    (``plan_with_cascade``), and the cascades the engine's plan uses are described
    for the apply phase (``mix_cascades``).
 
+It lives beside the Spark-free ``cascade_fit`` and ``cascade_mix`` modules it
+drives, so the engine package keeps depending on nothing of the operator's.
+
 The answer source pays the calls (the fit's LLM caller, a simulation's replay)
 and records each answer in ``answers``, keyed by (model, pool position).
 """

@@ -70,8 +70,7 @@ from scipy import stats
 from smart_spark.engine.bounds import approx_lower, cp_lower, cp_upper, effective_size
 from smart_spark.engine.config import SmartConfig
 from smart_spark.engine.engine import plan_from_profile
-from smart_spark.engine.looks import look_inflation
-from smart_spark.engine.payoff import remaining_target, size_grid
+from smart_spark.engine.payoff import remaining_target, schedule_inflation, size_grid
 from smart_spark.engine.plan import Plan
 from smart_spark.engine.planner import enumerate_mix_costs
 from smart_spark.engine.profiler import (
@@ -274,14 +273,13 @@ def correlated_schedule(schedule: tuple[tuple[int, float], ...], alphas: Mapping
     The two looks are nested samples of the same rows, so their bounds fail
     together far more often than the union bound assumes. The factor depends on
     the look sizes and the alphas spent on them (each model's, and the drift
-    test's ``budget / models``): the least factor over them is safe for all. All
-    are fixed before a new row is seen. One look: unchanged.
+    test's ``budget / models``): ``payoff.schedule_inflation`` takes the least
+    over them, as the fit's confirmation does. All are fixed before a new row is
+    seen. One look: unchanged.
     """
     if len(schedule) < 2 or not alphas:
         return schedule
-    spent = {a for a in alphas.values() if a > 0} | {budget / len(alphas)}
-    sizes, weights = [size for size, _ in schedule], [w for _, w in schedule]
-    factor = min(look_inflation(sizes, weights, a) for a in spent)
+    factor = schedule_inflation(list(schedule), [*alphas.values(), budget / len(alphas)])
     return tuple((size, w * factor) for size, w in schedule)
 
 

@@ -120,17 +120,14 @@ class Progress:
         self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
         self.first_answer_s: float | None = None
 
-    def _answered(self) -> int:
-        return sum(c["answered"] for c in self._server.counters().values())
-
     def _run(self) -> None:
         while self.first_answer_s is None and not self._stop.wait(self.POLL_S):
-            if self._answered():
+            if answered(self._server):
                 self.first_answer_s = time.monotonic() - self._started
         while self._every > 0 and not self._stop.wait(self._every):
-            answered = self._answered()
+            answered_now = answered(self._server)
             elapsed = time.monotonic() - self._started
-            print(f"PROGRESS apply {elapsed:.0f}s: {answered} rows answered, {answered / elapsed:.1f} rows/s", flush=True)
+            print(f"PROGRESS apply {elapsed:.0f}s: {answered_now} rows answered, {answered_now / elapsed:.1f} rows/s", flush=True)
 
     def __enter__(self) -> "Progress":
         self._thread.start()
@@ -235,6 +232,11 @@ class CpuBreakdown:
             lines.append(f"CPU Python worker (pid {pid})      {per(used)}  threads: {detail}")
         lines.append(f"CPU Python workers, all            {per(workers)}")
         return lines
+
+
+def answered(server) -> int:
+    """Calls the stand-in server has answered since its counters were last reset, over all models."""
+    return sum(c["answered"] for c in server.counters().values())
 
 
 def tree_cpu_seconds() -> float:
@@ -365,8 +367,7 @@ def main(argv=None) -> int:
             apply_s = time.monotonic() - started
             run.cpu_s = tree_cpu_seconds() - cpu_started
             if args.cpu_table:
-                answered = sum(c["answered"] for c in server.counters().values())
-                print("\n".join(f"{line}  ({mode} apply)" for line in cpu.table(answered)), flush=True)
+                print("\n".join(f"{line}  ({mode} apply)" for line in cpu.table(answered(server))), flush=True)
             run.first_answer_s = progress.first_answer_s
             return clf, result, observation.get, profiling_s, apply_s, server.counters()
 

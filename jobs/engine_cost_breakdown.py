@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
 
-from jobs.reproduce_paper import DEFAULT_PRICES, DEFAULT_STATS, DEFAULT_TARGETS, ceilings
+from jobs.reproduce_paper import DEFAULT_PRICES, DEFAULT_STATS, DEFAULT_TARGETS
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.paper.ceiling import savings_ceiling, told_in_advance_plan
 from smart_spark.paper.simulation import load_profile_stats, run_trial
@@ -61,14 +61,15 @@ def _run(job) -> dict:
     }
 
 
-def _choices(dataset, target: float, confidence: float) -> tuple[float, float, str, float]:
-    """The ceiling's ``T``, the told single look's size and model, and its cost share with routing noise."""
+def _choices(dataset, target: float, confidence: float) -> tuple[float, float, float, float, str, float]:
+    """Cost shares of the ceiling and the told single look, the ceiling's ``T``, the told look's size and model,
+    and its cost share with routing noise."""
     candidates = {m.name: (m.agreement, m.unit_cost) for m in dataset.candidates}
     reference_cost = dataset.reference.unit_cost
     ceiling = savings_ceiling(dataset.n_items, target, confidence, candidates, reference_cost)
-    _, model, size = told_in_advance_plan(dataset.n_items, target, confidence, candidates, reference_cost)
+    told, model, size = told_in_advance_plan(dataset.n_items, target, confidence, candidates, reference_cost)
     routed = told_in_advance_plan(dataset.n_items, target, confidence, candidates, reference_cost, routed=True)[0]
-    return ceiling.profiled, size, model or "-", 1.0 / routed
+    return 1.0 / ceiling.savings, 1.0 / told, ceiling.profiled, size, model or "-", 1.0 / routed
 
 
 def _gap_to_told(table: pd.DataFrame, datasets) -> None:
@@ -112,15 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = [_run(job) for job in jobs]
     table = pd.DataFrame(rows).groupby(["dataset", "accuracy_target"]).mean(numeric_only=True)
-    bounds = ceilings(chosen, args.targets, args.confidence, args.workers)
-    table["ceiling"] = 1.0 / bounds["ceiling"]
-    table["told"] = 1.0 / bounds["told single look"]
-    table["mix / ceiling"] = table["ceiling"] / table["total"]
     choices = [_choices(datasets[name], target, args.confidence) for name, target in table.index]
-    table["ceiling rows"] = [c[0] for c in choices]
-    table["told rows"] = [c[1] for c in choices]
-    table["told model"] = [c[2] for c in choices]
-    table["told routed"] = [c[3] for c in choices]
+    columns = ["ceiling", "told", "ceiling rows", "told rows", "told model", "told routed"]
+    for position, column in enumerate(columns):
+        table[column] = [c[position] for c in choices]
+    table.insert(table.columns.get_loc("told") + 1, "mix / ceiling", table["ceiling"] / table["total"])
     _gap_to_told(table, datasets)
     pd.set_option("display.width", 200)
     print(table.drop(columns=["check"]).round(4).to_string())

@@ -26,23 +26,20 @@ alone (profiling included).
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
 
 from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine import SmartConfig
-from smart_spark.spark.cascade_fit_procedure import fit_with_cascades
 from smart_spark.engine.plan import stable_unit_hash
 from smart_spark.spark.state import cascade_entries
+from jobs.sim_fit import simulated_fit
 from jobs.sim_output import noise_band, settings_parser, write_rows
 
 REFERENCE, CHEAP = "reference", "cheap"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
 CHEAP_COST = 1 / 16
-#: The exact enumerating solver (the fit's cbc finds the same optimum; no subprocess per plan).
-SOLVER = "enumerate"
 SCORES = ("calibrated", "overconfident", "unrelated", "sorted")
 
 
@@ -81,27 +78,10 @@ def fit_once(agrees, confidence, costs, cat, config, order, plain_side="mix"):
     ``plain_side="engine"``: the plain engine instead of the mix of cascade and
     plain options (the fit before cascades became options), for comparison.
     """
-    n_rows = confidence.size
-    answers: dict[tuple[str, int], object] = {}
-
-    def source(model, positions):
-        out = []
-        for p in positions:
-            row = order[p]
-            ok = True if model == REFERENCE else bool(agrees[model][row])
-            out.append(SimpleNamespace(label="a" if ok else "b", raw=None, error=None, cost=costs[model],
-                                       confidence=float(confidence[row]) if model == CHEAP else None))
-            answers[(model, int(p))] = out[-1]
-        return out
-
-    pool = [SimpleNamespace(key=str(p)) for p in range(n_rows)]
-    outcome = fit_with_cascades(source, answers, catalogue=cat, reference=REFERENCE, candidate=CHEAP, pool=pool,
-                                n_valid=n_rows, config=config, prices=costs, offer_mix=plain_side == "mix",
-                                solver=SOLVER)
-    plan, merged, cascade = outcome.plan, outcome.profiled, outcome.cascade
+    outcome, rows, spent = simulated_fit(agrees, {CHEAP: confidence}, costs, order, REFERENCE, catalogue=cat,
+                                         candidate=CHEAP, config=config, offer_mix=plain_side == "mix")
+    plan, cascade = outcome.plan, outcome.cascade
     thresholds = {c["model"]: c["threshold"] for c in cascade_entries(cascade)}
-    rows = order[np.array(sorted(int(k) for k in merged), dtype=int)]
-    spent = sum(float(a.cost) for a in answers.values())
     return plan, rows, thresholds, spent, ("mix" if cascade and cascade.get("kind") == "mix" else plan.method)
 
 

@@ -30,7 +30,6 @@ before chains) and prints both costs.
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
@@ -39,14 +38,13 @@ from smart_spark.catalogue import ModelCatalogue
 from smart_spark.engine import SmartConfig
 from smart_spark.engine.cascade_chain import answered_by, chain_flags, chain_row_costs
 from smart_spark.engine.plan import stable_unit_hash
-from smart_spark.spark.cascade_fit_procedure import fit_with_cascades
 from smart_spark.spark.state import cascade_entries
+from jobs.sim_fit import simulated_fit
 from jobs.sim_output import noise_band, settings_parser, write_rows
 
 REFERENCE, FIRST, SECOND = "reference", "first", "second"
 PLAIN = {"near_below": (-0.01, 0.25), "at_target": (0.0, 0.35), "above": (0.02, 0.5)}  # agreement offset, cost
 COSTS = {FIRST: 1 / 16, SECOND: 0.2, REFERENCE: 1.0} | {m: c for m, (_, c) in PLAIN.items()}
-SOLVER = "enumerate"
 SCORES = ("calibrated", "sharp", "overconfident", "unrelated", "sorted")
 
 
@@ -83,30 +81,12 @@ def catalogue() -> ModelCatalogue:
 
 def fit_once(agrees, confidence, cat, config, order, chains: bool):
     """The fit's plan on one profiling order: (plan, profiled rows, option -> steps, spent)."""
-    n_rows = order.size
-    answers: dict[tuple[str, int], object] = {}
-
-    def source(model, positions):
-        out = []
-        for p in positions:
-            row = order[p]
-            ok = True if model == REFERENCE else bool(agrees[model][row])
-            conf = float(confidence[model][row]) if model in confidence else None
-            out.append(SimpleNamespace(label="a" if ok else "b", raw=None, error=None, cost=COSTS[model],
-                                       confidence=conf))
-            answers[(model, int(p))] = out[-1]
-        return out
-
-    pool = [SimpleNamespace(key=str(p)) for p in range(n_rows)]
-    outcome = fit_with_cascades(source, answers, catalogue=cat, reference=REFERENCE, candidate=FIRST, pool=pool,
-                                n_valid=n_rows, config=config, prices=COSTS, offer_mix=True,
-                                chain_models=[SECOND] if chains else [], solver=SOLVER)
-    plan, merged, cascade = outcome.plan, outcome.profiled, outcome.cascade
+    outcome, rows, spent = simulated_fit(agrees, confidence, COSTS, order, REFERENCE, catalogue=cat,
+                                         candidate=FIRST, config=config, offer_mix=True,
+                                         chain_models=[SECOND] if chains else [])
     routes = {c["model"]: tuple((s["model"], s["threshold"]) for s in c["steps"]) if "steps" in c
-              else ((c["model"], c["threshold"]),) for c in cascade_entries(cascade)}
-    rows = order[np.array(sorted(int(k) for k in merged), dtype=int)]
-    spent = sum(float(a.cost) for a in answers.values())
-    return plan, rows, routes, spent
+              else ((c["model"], c["threshold"]),) for c in cascade_entries(outcome.cascade)}
+    return outcome.plan, rows, routes, spent
 
 
 def apply_rows(name, rows, routes, agrees, confidence):

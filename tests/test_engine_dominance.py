@@ -21,7 +21,8 @@ def test_a_dear_and_worse_candidate_is_dominated_only_when_the_counts_show_it():
     costs = {"cheap": 0.1, "dear": 0.6, "worse_cheaper": 0.05}
     clear = {"cheap": (40, 40), "dear": (40, 24), "worse_cheaper": (40, 20)}
     assert dominated_candidates(clear, costs, reference_cost=1.0) == ["dear"]
-    unclear = {"cheap": (5, 5), "dear": (5, 4), "worse_cheaper": (5, 3)}
+    # A dear model that has agreed so far may still be the best: it stays.
+    unclear = {"cheap": (10, 10), "dear": (10, 10), "worse_cheaper": (10, 5)}
     assert dominated_candidates(unclear, costs, reference_cost=1.0) == []
     # The cheapest candidate is never dropped (it may be the cheap end of a mix), nor a cheap one.
     assert "worse_cheaper" not in dominated_candidates(clear, costs, reference_cost=1.0)

@@ -30,7 +30,7 @@ import numpy as np
 from smart_spark.engine.bounds import cp_lower, cp_upper
 
 #: One-sided level of each pilot-internal bound (an efficiency choice, not part of the promise).
-LEVEL = 0.2
+LEVEL = 0.35
 #: Only a candidate at least this share of the reference's unit cost may leave the pilot early:
 #: a cheaper one's remaining pilot calls cost little, while dropping the best model on a few
 #: unlucky rows costs the whole run's savings.

@@ -49,7 +49,7 @@ import pandas as pd
 
 from smart_spark.engine.bounds import cp_lower, cp_upper
 from smart_spark.engine.config import SmartConfig
-from smart_spark.engine.dominance import dominated_candidates
+from smart_spark.engine.dominance import dominated_candidates, may_leave
 from smart_spark.engine.payoff import (
     Confirmation,
     LookState,
@@ -313,24 +313,28 @@ class Profiler:
     def _pilot(self, n_total: int, pilot_size: int, limit: int, pilot: _Tally) -> list[str]:
         """Run the pilot; return the candidates still in it at the end.
 
-        The pilot runs in steps (``_PILOT_STEPS``, fractions of its size).
-        Where its candidate calls are a noticeable part of the most profiling
-        could save (more than ``_SEQUENTIAL_PILOT_SHARE`` of the best
-        candidate's ``payoff.best_possible_saving``: small N, high targets),
-        after each step the pays-off rule, on the counts so far, keeps only the
-        models it would confirm; when it would confirm none, the pilot stops.
-        Elsewhere, after each step but the last, a candidate that cannot be
-        chosen any more, dearer and worse than a mix of the others even at its
-        optimistic rate, leaves it (``dominance.dominated_candidates``); the
-        last step drops nothing, its rows being paid for already. These choices
-        look only at pilot data, so they cannot bias the confirmation bounds;
-        they only stop paying for models that cannot pay back.
+        The pilot runs in steps (``_PILOT_STEPS``, fractions of its size)
+        when a step may change what it calls, else in one go. Where its
+        candidate calls are a noticeable part of the most profiling could save
+        (more than ``_SEQUENTIAL_PILOT_SHARE`` of the best candidate's
+        ``payoff.best_possible_saving``: small N, high targets), after each
+        step the pays-off rule, on the counts so far, keeps only the models it
+        would confirm; when it would confirm none, the pilot stops. Elsewhere,
+        after each step but the last, a candidate that cannot be chosen any
+        more, dearer and worse than a mix of the others even at its optimistic
+        rate, leaves it (``dominance.dominated_candidates``; only candidates
+        costing at least ``dominance.MIN_COST_SHARE`` of the reference may);
+        the last step drops nothing, its rows being paid for already. These
+        choices look only at pilot data, so they cannot bias the confirmation
+        bounds; they only stop paying for models that cannot pay back.
         """
         active = list(self.candidates)
         sequential = bool(self.prices) and pilot_size * sum(self.prices[m] for m in active) > (
             _SEQUENTIAL_PILOT_SHARE * max(self._best_saving[m] for m in active)
         )
-        edges = sorted({max(1, round(pilot_size * f)) for f in _PILOT_STEPS})
+        costs = self._unit_costs()
+        stepwise = sequential or any(may_leave(costs[m], costs[self.reference]) for m in active)
+        edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if stepwise else (1.0,))})
         done = 0
         for edge in edges:
             if edge > done:

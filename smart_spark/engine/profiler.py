@@ -299,6 +299,7 @@ class Profiler:
 
         pilot = _Tally(self.candidates)
         active = self._pilot(n_total, pilot_size, limit, pilot)
+        pilot_size = len(self._positions)  # shorter when no candidate was left in it
         max_more = limit - pilot_size
         decision = self._decide(n_total, pilot, max_more, active)
         logger.info(
@@ -348,10 +349,10 @@ class Profiler:
                 if dropped:
                     logger.info("SMART pilot: dropping %s after %d items (cannot pay back)", dropped, done)
                 active = [m for m in active if m in keep]
-                if not active:
-                    break
             else:
                 active = self._undominated(pilot, active, done)
+            if not active:
+                break
         return active
 
     def _undominated(self, pilot: _Tally, active: list[str], done: int) -> list[str]:

@@ -7,7 +7,9 @@ Two stages, on items taken in the (already uniformly random) order of the pool:
    which models are worth confirming, how to split the error budget between
    them and how many items to confirm on (the pays-off rule, ``payoff.py``).
    Its items are profiled (they get the reference's answer) but its counts
-   never enter a bound the plan relies on.
+   never enter a bound the plan relies on. It runs in steps where a step may
+   change what it calls: a candidate no plan could choose any more (dearer
+   and worse than a mix of others, ``dominance.py``) leaves it early.
 2. **Confirmation.** Fresh items, on which only the reference and the chosen
    models are called, in looks at sizes fixed by the pilot (the planned size
    times ``payoff.LOOK_MULTIPLIERS``). At each look the pays-off rule decides

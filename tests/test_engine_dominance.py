@@ -67,3 +67,18 @@ def test_an_excluded_model_is_never_confirmed():
         PilotSummary(**common, counts={"best": (30, 30), "other": (30, 29)}, excluded=("best",)), "mix")
     assert "best" in kept.alphas and "best" not in excluded.alphas
     assert set(excluded.alphas) == {"other"} and set(alone.alphas) == {"other"}
+
+
+def test_a_pilot_with_only_cheap_candidates_runs_in_one_go():
+    """No candidate may leave (all under a tenth of the reference): one pilot call per model, as before."""
+    batches = []
+
+    def source(model, positions):
+        batches.append((model, len(positions)))
+        ok = np.ones(len(positions), bool)
+        return AnswerArrays(keys=ok, costs=np.full(len(positions), {"ref": 1.0, "a": 0.05, "b": 0.01}[model]), ok=ok)
+
+    config = SmartConfig(0.9, 0.95, batch_size=4096, pilot_size=40, max_profile=40)
+    SmartEngine(config, ["a", "b", "ref"], "ref", solver="enumerate", prices={"ref": 1.0, "a": 0.05, "b": 0.01}).run(
+        10_000, 10_000, source)
+    assert sorted(batches) == [("a", 40), ("b", 40), ("ref", 40)]

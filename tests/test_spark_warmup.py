@@ -1,7 +1,9 @@
-"""The warm-up job leaves Python workers that the apply phase's pandas UDF reuses, with its modules imported."""
+"""The warm-up job leaves Python workers that the apply phase's pandas UDF reuses, with its modules imported
+and frozen for the garbage collector."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Iterator, Tuple
 
@@ -28,6 +30,21 @@ def test_no_warm_up_for_few_rows_or_when_switched_off():
     assert start_warmup(_ClassicSession(**{"spark.python.worker.reuse": "false"}), MIN_ROWS) is None
 
 
+def test_heap_is_frozen_once_per_process(monkeypatch):
+    from smart_spark.spark import worker_heap
+
+    monkeypatch.setattr(worker_heap, "_settled", False)
+    try:
+        worker_heap.settle_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        kept = [[] for _ in range(10)]  # tracked by the collector: a second freeze would count them
+        worker_heap.settle_heap()  # a second apply task in the same worker: nothing more is frozen
+        assert gc.get_freeze_count() == frozen and kept
+    finally:
+        gc.unfreeze()
+
+
 def test_apply_udf_runs_in_the_warmed_workers(spark):
     from pyspark.sql import functions as F
 
@@ -40,7 +57,8 @@ def test_apply_udf_runs_in_the_warmed_workers(spark):
     @F.pandas_udf("string")
     def modules_at_start(batches: Iterator[Tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
         # Checked before this UDF imports anything itself: only the warm-up job imported these here.
-        warmed = "smart_spark.spark.warmup" in sys.modules and all(m in sys.modules for m in required)
+        warmed = "smart_spark.spark.warmup" in sys.modules and all(m in sys.modules for m in required) \
+            and gc.get_freeze_count() > 0
         for ids, _ in batches:
             yield pd.Series([str(warmed)] * len(ids))
 

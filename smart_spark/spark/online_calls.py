@@ -27,7 +27,9 @@ PIECES_IN_FLIGHT = 2
 def apply_partition(spec: ApplySpec, batches: Iterable[tuple[Any, Any]], batch_size: int, guard: Any) -> Iterator[Any]:
     """One on-line task: Arrow batches of (keys, texts) in, one answered frame per piece out, in order."""
     from smart_spark.spark.apply import process_batch
+    from smart_spark.spark.worker_heap import settle_heap
 
+    settle_heap()
     pending: collections.deque = collections.deque()
     pool = ThreadPoolExecutor(max_workers=PIECES_IN_FLIGHT, thread_name_prefix="smart-apply-piece")
     try:

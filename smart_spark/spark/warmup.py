@@ -83,12 +83,15 @@ def _warm(spark: Any, slots: int) -> None:
 
 
 def import_apply_modules(batches: Iterator[Any]) -> Iterator[Any]:
-    """The warm-up task: import what the apply UDF needs, pass the (tiny) input through."""
+    """The warm-up task: import what the apply UDF needs and freeze it for the collector, pass the (tiny) input through."""
     import importlib
+
+    from smart_spark.spark.worker_heap import settle_heap
 
     for name in APPLY_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:  # e.g. aiohttp not installed: the apply phase does without it too
             pass
+    settle_heap(collect=True)
     yield from batches

@@ -38,9 +38,9 @@ def test_heap_is_frozen_once_per_process(monkeypatch):
         worker_heap.settle_heap()
         frozen = gc.get_freeze_count()
         assert frozen > 0
-        kept = [[] for _ in range(10)]  # tracked by the collector: a second freeze would count them
+        kept = [[] for _ in range(1000)]  # tracked by the collector: a second freeze would count them
         worker_heap.settle_heap()  # a second apply task in the same worker: nothing more is frozen
-        assert gc.get_freeze_count() == frozen and kept
+        assert gc.get_freeze_count() <= frozen and kept  # frozen objects may die meanwhile, none is added
     finally:
         gc.unfreeze()
 

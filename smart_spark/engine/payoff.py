@@ -80,10 +80,6 @@ class PilotSummary(RunState):
     max_more: int
     #: Predict each model's bound at the effective size of its routed group (``_group_corrected_costs``).
     group_aware: bool = True
-    #: Models in ``counts`` that may not be chosen (they left the pilot as dominated, ``dominance.py``).
-    #: They keep their place in the posterior draws (``posterior_scenarios``), so every other
-    #: model gets the draws it would have got had they stayed.
-    excluded: tuple[str, ...] = ()
 
 
 #: Shares of a blend's first member (in name order) the pays-off rule may fix on the pilot.
@@ -154,10 +150,6 @@ def decide_confirmation(pilot: PilotSummary, method: str) -> Confirmation:
     sizes = size_grid(min(pilot.max_more, left))
     targets = remaining_target(pilot.accuracy_target, pilot.n_total, pilot.n_profiled + sizes)
     rates = posterior_scenarios(pilot.counts, candidates)
-    eligible = [i for i, m in enumerate(candidates) if m not in pilot.excluded]
-    candidates, rates = [candidates[i] for i in eligible], rates[:, eligible]
-    if not candidates:
-        return stop_now
     if method == "single":
         return _until_satisfied(pilot, candidates, rates, sizes, targets, stop_now)
     if method == "single-early-stop":

@@ -7,9 +7,7 @@ Two stages, on items taken in the (already uniformly random) order of the pool:
    which models are worth confirming, how to split the error budget between
    them and how many items to confirm on (the pays-off rule, ``payoff.py``).
    Its items are profiled (they get the reference's answer) but its counts
-   never enter a bound the plan relies on. It runs in steps where a step may
-   change what it calls: a candidate no plan could choose any more (dearer
-   and worse than a mix of others, ``dominance.py``) leaves it early.
+   never enter a bound the plan relies on.
 2. **Confirmation.** Fresh items, on which only the reference and the chosen
    models are called, in looks at sizes fixed by the pilot (the planned size
    times ``payoff.LOOK_MULTIPLIERS``). At each look the pays-off rule decides
@@ -51,7 +49,6 @@ import pandas as pd
 
 from smart_spark.engine.bounds import cp_lower, cp_upper
 from smart_spark.engine.config import SmartConfig
-from smart_spark.engine.dominance import dominated_candidates, may_leave
 from smart_spark.engine.payoff import (
     Confirmation,
     LookState,
@@ -284,8 +281,6 @@ class Profiler:
         self._ref_errors: list[str | None] = []
         self._calls = {m: [0, 0.0] for m in [reference, *self.candidates]}
         self._best_saving: dict[str, float] = {}
-        #: Candidates that left the pilot as dominated (``dominance.py``), in the order they left.
-        self._dominated: list[str] = []
 
     # --- public -------------------------------------------------------------
     def run(self, n_total: int, pool_size: int) -> Profile:
@@ -301,7 +296,6 @@ class Profiler:
 
         pilot = _Tally(self.candidates)
         active = self._pilot(n_total, pilot_size, limit, pilot)
-        pilot_size = len(self._positions)  # shorter when no candidate was left in it
         max_more = limit - pilot_size
         decision = self._decide(n_total, pilot, max_more, active)
         logger.info(
@@ -316,58 +310,34 @@ class Profiler:
     def _pilot(self, n_total: int, pilot_size: int, limit: int, pilot: _Tally) -> list[str]:
         """Run the pilot; return the candidates still in it at the end.
 
-        The pilot runs in steps (``_PILOT_STEPS``, fractions of its size)
-        when a step may change what it calls, else in one go. Where its
-        candidate calls are a noticeable part of the most profiling could save
-        (more than ``_SEQUENTIAL_PILOT_SHARE`` of the best candidate's
-        ``payoff.best_possible_saving``: small N, high targets), after each
-        step the pays-off rule, on the counts so far, keeps only the models it
-        would confirm; when it would confirm none, the pilot stops. Elsewhere,
-        after each step but the last, a candidate that cannot be chosen any
-        more, dearer and worse than a mix of the others even at its optimistic
-        rate, leaves it (``dominance.dominated_candidates``; only candidates
-        costing at least ``dominance.MIN_COST_SHARE`` of the reference may);
-        the last step drops nothing, its rows being paid for already. These
-        choices look only at pilot data, so they cannot bias the confirmation
-        bounds; they only stop paying for models that cannot pay back.
+        Where the pilot's candidate calls are a noticeable part of the most
+        profiling could save (more than ``_SEQUENTIAL_PILOT_SHARE`` of the best
+        candidate's ``payoff.best_possible_saving``: small N, high targets), it
+        runs in steps (``_PILOT_STEPS``, fractions of its size), and after each
+        the pays-off rule, on the counts so far, keeps only the models it would
+        confirm; when it would confirm none, the pilot stops. These choices look
+        only at pilot data, so they cannot bias the confirmation bounds; they
+        only stop paying for models that cannot pay back.
         """
         active = list(self.candidates)
         sequential = bool(self.prices) and pilot_size * sum(self.prices[m] for m in active) > (
             _SEQUENTIAL_PILOT_SHARE * max(self._best_saving[m] for m in active)
         )
-        costs = self._unit_costs()
-        stepwise = sequential or any(may_leave(costs[m], costs[self.reference]) for m in active)
-        edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if stepwise else (1.0,))})
+        edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if sequential else (1.0,))})
         done = 0
         for edge in edges:
             if edge > done:
                 self._stage("pilot", range(done, edge), active, pilot)
                 done = edge
-            if edge >= pilot_size:
-                break
-            if sequential:
+            if edge < pilot_size:
                 keep = self._decide(n_total, pilot, limit - done, active).alphas
                 dropped = [m for m in active if m not in keep]
                 if dropped:
                     logger.info("SMART pilot: dropping %s after %d items (cannot pay back)", dropped, done)
                 active = [m for m in active if m in keep]
-            else:
-                active = self._undominated(pilot, active, done)
-            if not active:
-                break
+                if not active:
+                    break
         return active
-
-    def _undominated(self, pilot: _Tally, active: list[str], done: int) -> list[str]:
-        """``active`` without the candidates no plan could choose on the pilot counts so far."""
-        costs = self._unit_costs()
-        dropped = dominated_candidates(
-            {m: (pilot.n[m], pilot.k[m]) for m in active}, costs, costs[self.reference]
-        )
-        if dropped:
-            logger.info("SMART pilot: dropping %s after %d items (dearer and worse than a mix of others)",
-                        dropped, done)
-            self._dominated.extend(dropped)
-        return [m for m in active if m not in dropped]
 
     def _worth_piloting(self, n_total: int, pilot_size: int) -> list[str]:
         """Candidates whose pilot calls could be paid back, given the prices known up front.
@@ -497,12 +467,10 @@ class Profiler:
             self._ref_errors.extend(ref.errors)
 
     def _decide(self, n_total: int, pilot: _Tally, max_more: int, models: list[str]) -> Confirmation:
-        shown = [m for m in self.candidates if m in models or m in self._dominated]
         summary = PilotSummary(
             **self._run_state(n_total),
-            counts={m: (pilot.n[m], pilot.k[m]) for m in shown},
+            counts={m: (pilot.n[m], pilot.k[m]) for m in models},
             max_more=max_more,
-            excluded=tuple(self._dominated),
         )
         return decide_confirmation(summary, self.config.method)
 

@@ -35,6 +35,7 @@ if os.environ.get("SMART_TRACE_DIR"):
             started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
         with open("/proc/uptime") as uptime:
             return float(uptime.read().split()[0]) - started
+
     _BUFFER: list = []
     _LOCK = threading.Lock()
 
@@ -156,7 +157,8 @@ if os.environ.get("SMART_TRACE_DIR"):
 
         module._run_forever = traced
 
-    _PATCHES = {"smart_spark.llm.loop": _patch_loop, "smart_spark.spark.warmup": _patch_warmup, "smart_spark.llm.client": _patch_client, "smart_spark.spark.apply": _patch_apply,
+    _PATCHES = {"smart_spark.llm.loop": _patch_loop, "smart_spark.spark.warmup": _patch_warmup,
+                "smart_spark.llm.client": _patch_client, "smart_spark.spark.apply": _patch_apply,
                 "smart_spark.testing.server": _patch_server, "smart_spark.spark.model": _patch_model}
 
     class _PatchAfterImport(importlib.abc.MetaPathFinder):

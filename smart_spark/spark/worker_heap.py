@@ -5,7 +5,8 @@ pydantic and aiohttp create at import: hundreds of thousands of objects that
 live as long as the process. Every full (generation 2) collection traverses all
 of them while holding the GIL, so the worker's event loop, and with it every
 call in flight, waits: measured with ``jobs.apply_trace`` on 20,000 rows, two
-such collections per task of 10,000 rows, about 0.3 s each. ``gc.freeze()``
+such collections per task of 10,000 rows, 0.34-0.36 s in all on a quiet machine
+(the longest 0.18 s; up to 0.36 s when loaded). ``gc.freeze()``
 moves the objects alive now into a generation the collector never traverses;
 objects created later (the rows, answers and frames of each piece) are
 collected as before.

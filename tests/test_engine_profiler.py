@@ -353,3 +353,18 @@ def test_answer_source_wrong_length_raises():
     profiler = Profiler(cfg, ["a"], REF, short)
     with pytest.raises(ValueError, match="answers for"):
         profiler.run(5_000, 5_000)
+
+
+def test_pilot_stopped_early_reports_the_rows_it_asked():
+    # One candidate that never agrees, priced so that its pilot runs in steps and
+    # the pays-off rule gives up on it after the first step (2 of 20 planned rows).
+    behaviour = {"bad": never_agrees(0.02), REF: ref_answer}
+    source = Source(behaviour)
+    cfg = SmartConfig(0.99, 0.95, "mix", batch_size=256)
+    engine = SmartEngine(cfg, list(behaviour), REF, solver="enumerate", prices={"bad": 0.02, REF: 0.03})
+    profile = engine.run(1_000, 1_000, source).profile
+    asked = len(source.calls[REF])
+    assert 0 < asked < 20
+    assert profile.pilot_size == asked == len(profile.positions)
+    assert profile.confirmation_size == 0
+    assert source.calls["bad"] == source.calls[REF]

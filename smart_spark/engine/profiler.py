@@ -296,6 +296,7 @@ class Profiler:
 
         pilot = _Tally(self.candidates)
         active = self._pilot(n_total, pilot_size, limit, pilot)
+        pilot_size = len(self._positions)  # the rows actually asked: fewer when the pilot stopped early
         max_more = limit - pilot_size
         decision = self._decide(n_total, pilot, max_more, active)
         logger.info(

@@ -80,6 +80,9 @@ class PilotSummary(RunState):
     max_more: int
     #: Predict each model's bound at the effective size of its routed group (``_group_corrected_costs``).
     group_aware: bool = True
+    #: Models in ``counts`` the rule may not choose (they left the pilot, ``elimination.py``); they
+    #: keep their place in the posterior draws, so every other model gets the draws it would have got.
+    excluded: tuple[str, ...] = ()
 
 
 #: Shares of a blend's first member (in name order) the pays-off rule may fix on the pilot.
@@ -140,21 +143,34 @@ def posterior_scenarios(counts: dict[str, tuple[int, int]], models: list[str]) -
 
 def decide_confirmation(pilot: PilotSummary, method: str) -> Confirmation:
     """Pick the confirmation size and budget split with the lowest expected total cost."""
+    candidates, rates, sizes, targets, stop_now = _choice_inputs(pilot)
+    if not candidates or not len(sizes):
+        return stop_now
+    if method == "single":
+        return _until_satisfied(pilot, candidates, rates, sizes, targets, stop_now)
+    if method == "single-early-stop":
+        return _best_single(pilot, candidates, rates, sizes, targets, stop_now)
+    return _best_mix(pilot, candidates, rates, sizes, targets, stop_now)
+
+
+def _choice_inputs(pilot: PilotSummary):
+    """The models the rule may confirm, their posterior draws, the size grid, targets and "stop now".
+
+    ``pilot.excluded`` models are drawn (so every other model gets the draws it
+    would get had they stayed in the pilot), then left out of the choice.
+    """
     candidates = [m for m in pilot.counts if m != pilot.reference and pilot.counts[m][0] > 0]
     c_ref = pilot.unit_costs[pilot.reference]
     candidates = [m for m in candidates if pilot.unit_costs[m] < c_ref]
     left = pilot.n_total - pilot.n_profiled
     stop_now = Confirmation(0, {}, left * c_ref)
     if not candidates or left <= 0:
-        return stop_now
+        return [], np.empty((SCENARIOS, 0)), np.array([], dtype=int), np.array([]), stop_now
     sizes = size_grid(min(pilot.max_more, left))
     targets = remaining_target(pilot.accuracy_target, pilot.n_total, pilot.n_profiled + sizes)
     rates = posterior_scenarios(pilot.counts, candidates)
-    if method == "single":
-        return _until_satisfied(pilot, candidates, rates, sizes, targets, stop_now)
-    if method == "single-early-stop":
-        return _best_single(pilot, candidates, rates, sizes, targets, stop_now)
-    return _best_mix(pilot, candidates, rates, sizes, targets, stop_now)
+    eligible = [i for i, m in enumerate(candidates) if m not in pilot.excluded]
+    return [candidates[i] for i in eligible], rates[:, eligible], sizes, targets, stop_now
 
 
 def _predicted_bounds(rates: np.ndarray, sizes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -326,32 +342,16 @@ def candidate_allocations(n_models: int) -> list[tuple[tuple[int, float], ...]]:
 
 
 def _best_mix(pilot, candidates, rates, sizes, targets, stop_now) -> Confirmation:
-    c_ref = pilot.unit_costs[pilot.reference]
-    costs = np.array([pilot.unit_costs[m] for m in candidates])
-    n_scen = rates.shape[0]
-    shares = np.asarray(BUDGET_SHARES)
-    # Predicted bounds for every (model, budget share) at once: (G, S, model, share).
-    every = _predicted_bounds(np.repeat(rates, len(shares), axis=1), sizes, np.tile(shares, len(candidates)) * pilot.budget)
-    every = every.reshape(len(sizes), n_scen, len(candidates), len(shares))
-    share_index = {share: i for i, share in enumerate(BUDGET_SHARES)}
-    rest = np.maximum(pilot.n_total - pilot.n_profiled - sizes, 1).astype(float)
+    """The single or pair (with its budget split) and size of lowest expected total; then blends."""
+    allocations = candidate_allocations(len(candidates))
+    totals = _mix_totals(pilot, candidates, rates, sizes, targets, allocations)
     best = stop_now
-    for allocation in candidate_allocations(len(candidates)):
-        models = np.array([i for i, _ in allocation])
-        alpha = np.array([share * pilot.budget for _, share in allocation])
-        bounds = every[:, :, models, [share_index[share] for _, share in allocation]]
-        plan_cost = _mix_costs(bounds, alpha, np.append(costs[models], c_ref), targets, pilot.budget)
-        if pilot.group_aware:
-            plan_cost = _group_corrected_costs(
-                rates[:, models], sizes, rest, alpha, np.append(costs[models], c_ref), targets, pilot.budget, bounds)
-        confirm_cost = c_ref + costs[models].sum()
-        totals = _totals(pilot, sizes, plan_cost.mean(axis=1), confirm_cost)
-        totals[sizes == 0] = np.inf
-        g = int(np.argmin(totals))
-        if totals[g] < best.expected_total_cost:
-            alphas = {candidates[i]: float(a) for i, a in zip(models, alpha)}
-            best = Confirmation(int(sizes[g]), alphas, float(totals[g]))
-    return _best_blend(pilot, candidates, rates, sizes, targets, rest, best)
+    for allocation, row in zip(allocations, totals):
+        g = int(np.argmin(row))
+        if row[g] < best.expected_total_cost:
+            alphas = {candidates[i]: float(share * pilot.budget) for i, share in allocation}
+            best = Confirmation(int(sizes[g]), alphas, float(row[g]))
+    return _best_blend(pilot, candidates, rates, sizes, targets, best)
 
 
 def blend_pairs(candidates: list[str], rates: np.ndarray, costs: np.ndarray) -> list[tuple[int, int]]:
@@ -373,71 +373,163 @@ def blend_pairs(candidates: list[str], rates: np.ndarray, costs: np.ndarray) -> 
     ]
 
 
-def _best_blend(pilot, candidates, rates, sizes, targets, rest, best: Confirmation) -> Confirmation:
+def _best_blend(pilot, candidates, rates, sizes, targets, best: Confirmation) -> Confirmation:
     """Beat ``best`` with a blend: two models certified as one at the whole budget, ratio fixed now.
 
     The blend's agreement is ``r p_i + (1 - r) p_j`` (each confirmation item is
     scored by the member the split hash picks), so the pilot's posterior
     scenarios predict it directly; the plan is the blend plus the reference.
     """
-    c_ref = pilot.unit_costs[pilot.reference]
     costs = np.array([pilot.unit_costs[m] for m in candidates])
-    alpha = np.array([pilot.budget])
-    for i, j in blend_pairs(candidates, rates, costs):
-        confirm_cost = c_ref + costs[i] + costs[j]
-        for ratio in BLEND_RATIOS:
-            rate = (ratio * rates[:, i] + (1 - ratio) * rates[:, j])[:, None]
-            unit_cost = np.array([ratio * costs[i] + (1 - ratio) * costs[j], c_ref])
-            bounds = _predicted_bounds(rate, sizes, alpha)
-            if pilot.group_aware:
-                plan_cost = _group_corrected_costs(rate, sizes, rest, alpha, unit_cost, targets, pilot.budget, bounds)
-            else:
-                plan_cost = _mix_costs(bounds, alpha, unit_cost, targets, pilot.budget)
-            totals = _totals(pilot, sizes, plan_cost.mean(axis=1), confirm_cost)
-            totals[sizes == 0] = np.inf
-            g = int(np.argmin(totals))
-            if totals[g] < best.expected_total_cost:
-                blend = {candidates[i]: ratio, candidates[j]: round(1.0 - ratio, 10)}
-                best = Confirmation(int(sizes[g]), {blend_name(blend): pilot.budget}, float(totals[g]), blend)
+    blends = [(i, j, ratio) for i, j in blend_pairs(candidates, rates, costs) for ratio in BLEND_RATIOS]
+    totals = _blend_totals(pilot, candidates, rates, sizes, targets, blends)
+    for (i, j, ratio), row in zip(blends, totals):
+        g = int(np.argmin(row))
+        if row[g] < best.expected_total_cost:
+            blend = {candidates[i]: ratio, candidates[j]: round(1.0 - ratio, 10)}
+            best = Confirmation(int(sizes[g]), {blend_name(blend): pilot.budget}, float(row[g]), blend)
     return best
 
 
-def _mix_costs(bounds, alpha, unit_cost, targets, budget, with_shares: bool = False):
-    """Plan cost per item (G, S) for bounds (G, S, models) plus the reference; optionally each model's share."""
-    g, s, k = bounds.shape
-    lower = np.concatenate([bounds, np.ones((g, s, 1))], axis=2).reshape(g * s, k + 1)
+def best_total_with(pilot: PilotSummary, model: str, rate_floor: float) -> float:
+    """Lowest expected total of a confirmation that includes ``model``, its rate lifted to ``rate_floor``.
+
+    Every allocation the mix rule could pick with ``model`` in it -- alone, in a
+    pair at any budget split, in a blend with any other candidate at any ratio
+    (a superset of the blends the rule offers) -- priced exactly as
+    :func:`decide_confirmation` prices it (confirmation calls at each size, the
+    rows the predicted bounds let the plan route, their prices), with each of
+    ``model``'s posterior draws raised to at least ``rate_floor``: its
+    optimistic value. ``inf`` when ``model`` cannot be confirmed (no pilot
+    rows, not cheaper than the reference, or excluded).
+    """
+    candidates, rates, sizes, targets, _ = _choice_inputs(pilot)
+    if model not in candidates or not len(sizes):
+        return float("inf")
+    m = candidates.index(model)
+    rates = rates.copy()
+    rates[:, m] = np.maximum(rates[:, m], rate_floor)
+    allocations = [a for a in candidate_allocations(len(candidates)) if m in {i for i, _ in a}]
+    blends = [(min(m, j), max(m, j), ratio) for j in range(len(candidates)) if j != m for ratio in BLEND_RATIOS]
+    totals = np.concatenate([
+        _mix_totals(pilot, candidates, rates, sizes, targets, allocations),
+        _blend_totals(pilot, candidates, rates, sizes, targets, blends),
+    ])
+    return float(totals.min()) if totals.size else float("inf")
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Allocations of ``k`` confirmed options each, priced together (one row per allocation)."""
+
+    rates: np.ndarray  # (A, S, k) posterior draws of each option's agreement
+    unit_costs: np.ndarray  # (A, k + 1) USD per routed item, the reference last
+    alphas: np.ndarray  # (A, k) the budget each option is certified at
+    confirm_costs: np.ndarray  # (A,) USD per confirmation item
+
+    def part(self, rows: slice) -> "_Batch":
+        return _Batch(self.rates[rows], self.unit_costs[rows], self.alphas[rows], self.confirm_costs[rows])
+
+
+def _mix_totals(pilot, candidates, rates, sizes, targets, allocations) -> np.ndarray:
+    """Expected totals (allocations, sizes) of singles and pairs (in the given order)."""
+    c_ref = pilot.unit_costs[pilot.reference]
+    costs = np.array([pilot.unit_costs[m] for m in candidates])
+    out = np.empty((len(allocations), len(sizes)))
+    for arity in (1, 2):
+        rows = [r for r, allocation in enumerate(allocations) if len(allocation) == arity]
+        if not rows:
+            continue
+        models = np.array([[i for i, _ in allocations[r]] for r in rows])
+        batch = _Batch(
+            rates=np.moveaxis(rates[:, models], 0, 1),
+            unit_costs=np.concatenate([costs[models], np.full((len(rows), 1), c_ref)], axis=1),
+            alphas=np.array([[share * pilot.budget for _, share in allocations[r]] for r in rows]),
+            confirm_costs=np.array([c_ref + costs[row].sum() for row in models]),
+        )
+        out[rows] = _expected_totals(pilot, batch, sizes, targets)
+    return out
+
+
+def _blend_totals(pilot, candidates, rates, sizes, targets, blends) -> np.ndarray:
+    """Expected totals (blends, sizes) of blends ``(i, j, share of i)``: one option at the whole budget."""
+    if not blends:
+        return np.empty((0, len(sizes)))
+    c_ref = pilot.unit_costs[pilot.reference]
+    costs = np.array([pilot.unit_costs[m] for m in candidates])
+    batch = _Batch(
+        rates=np.stack([(r * rates[:, i] + (1 - r) * rates[:, j])[:, None] for i, j, r in blends]),
+        unit_costs=np.array([[r * costs[i] + (1 - r) * costs[j], c_ref] for i, j, r in blends]),
+        alphas=np.full((len(blends), 1), pilot.budget),
+        confirm_costs=np.array([c_ref + costs[i] + costs[j] for i, j, _ in blends]),
+    )
+    return _expected_totals(pilot, batch, sizes, targets)
+
+
+#: Rows (allocation x size x scenario) priced in one go; bounds the memory of a batch (~100 MB).
+_CHUNK_ROWS = 1 << 16
+
+
+def _expected_totals(pilot, batch: _Batch, sizes, targets) -> np.ndarray:
+    """``sizes * confirm cost + remaining * E[plan cost | bounds at size]`` per allocation; size 0 is ``inf``."""
+    per_chunk = max(1, _CHUNK_ROWS // (len(sizes) * batch.rates.shape[1]))
+    n_alloc = len(batch.confirm_costs)
+    plan_cost = np.concatenate([
+        _plan_cost_per_item(pilot, batch.part(slice(start, start + per_chunk)), sizes, targets)
+        for start in range(0, n_alloc, per_chunk)
+    ])
+    remaining = pilot.n_total - pilot.n_profiled - sizes
+    totals = sizes[None, :] * batch.confirm_costs[:, None] + remaining[None, :] * plan_cost.mean(axis=2)
+    totals[:, sizes == 0] = np.inf
+    return totals
+
+
+def _plan_cost_per_item(pilot, batch: _Batch, sizes, targets) -> np.ndarray:
+    """Plan cost per remaining item (A, G, S) with each option's bound predicted at its planned look.
+
+    With ``pilot.group_aware`` each bound is taken at the effective size of the
+    group the plan routes it (``bounds.group_lower``), so a model given a small
+    share gets a much looser bound than its confirmation count alone suggests.
+    One fixed-point step: the shares of the first solve give each model's group,
+    the bounds are predicted again at those sizes, and the mix is solved again.
+    """
+    n = sizes[None, :, None, None].astype(float)
+    level = planned_level(batch.alphas)[:, None, None, :]
+    rates = batch.rates[:, None, :, :]
+    bounds = approx_lower(rates * n, n, level)
+    if not pilot.group_aware:
+        return _batch_mix_costs(bounds, batch.unit_costs, targets, pilot.budget)
+    _, share = _batch_mix_costs(bounds, batch.unit_costs, targets, pilot.budget, with_shares=True)
+    rest = np.maximum(pilot.n_total - pilot.n_profiled - sizes, 1).astype(float)
+    group = np.maximum(share * rest[None, :, None, None], 1.0)
+    n_eff = effective_size(n, group)
+    corrected = approx_lower(rates * n_eff, n_eff, level)
+    corrected = np.where(sizes[None, :, None, None] > 0, np.minimum(corrected, bounds), 0.0)
+    return _batch_mix_costs(corrected, batch.unit_costs, targets, pilot.budget)
+
+
+def _batch_mix_costs(bounds, unit_costs, targets, budget, with_shares: bool = False):
+    """Plan cost per item (A, G, S) for bounds (A, G, S, k) plus the reference; optionally each option's share.
+
+    Every allocation fits the budget by construction (its shares sum to at most
+    one), so the program's budget constraint never binds here.
+    """
+    a, g, s, k = bounds.shape
+    lower = np.concatenate([bounds, np.ones((a, g, s, 1))], axis=3).reshape(a * g * s, k + 1)
+    unit = np.broadcast_to(unit_costs[:, None, None, :], (a, g, s, k + 1)).reshape(a * g * s, k + 1)
+    target = np.broadcast_to(np.asarray(targets, dtype=float)[None, :, None], (a, g, s)).reshape(-1)
     cost, pick = enumerate_mix_costs(
-        lower, alpha=np.append(alpha, 0.0), unit_cost=unit_cost, model_id=np.arange(k + 1),
-        target=np.repeat(targets, s), budget=budget,
+        lower, alpha=np.zeros(k + 1), unit_cost=unit, model_id=np.arange(k + 1), target=target, budget=budget,
     )
     if not with_shares:
-        return cost.reshape(g, s)
+        return cost.reshape(a, g, s)
     i, j, share_i = pick[:, 0].astype(int), pick[:, 1].astype(int), pick[:, 2]
-    share = np.zeros((g * s, k + 1))
-    rows = np.arange(g * s)
+    share = np.zeros((a * g * s, k + 1))
+    rows = np.arange(a * g * s)
     share[rows, i] += share_i
     share[rows, j] += np.where(j != i, 1.0 - share_i, 0.0)
     share[~np.isfinite(cost)] = 0.0
-    return cost.reshape(g, s), share[:, :k].reshape(g, s, k)
-
-
-def _group_corrected_costs(rates, sizes, rest, alpha, unit_cost, targets, budget, bounds) -> np.ndarray:
-    """Plan costs once each model's bound is taken at the size of the group it is routed.
-
-    The plan's bounds are computed at the effective size ``n m / (n + m)`` of
-    a routed group of ``m`` rows (``bounds.group_lower``), so a model given a
-    small share gets a much looser bound than its confirmation count alone
-    suggests. One fixed-point step: the shares of the first solve give each
-    model's group, the bounds are predicted again at those sizes, and the mix
-    is solved again.
-    """
-    _, share = _mix_costs(bounds, alpha, unit_cost, targets, budget, with_shares=True)
-    n = sizes[:, None, None].astype(float)
-    group = np.maximum(share * rest[:, None, None], 1.0)
-    n_eff = effective_size(n, group)
-    corrected = approx_lower(rates[None] * n_eff, n_eff, planned_level(alpha)[None, None, :])
-    corrected = np.where(sizes[:, None, None] > 0, np.minimum(corrected, bounds), 0.0)
-    return _mix_costs(corrected, alpha, unit_cost, targets, budget)
+    return cost.reshape(a, g, s), share[:, :k].reshape(a, g, s, k)
 
 
 def _single_plan_costs(pilot, model_index, candidates, rates, sizes, targets) -> np.ndarray:

@@ -368,3 +368,21 @@ def test_pilot_stopped_early_reports_the_rows_it_asked():
     assert profile.pilot_size == asked == len(profile.positions)
     assert profile.confirmation_size == 0
     assert source.calls["bad"] == source.calls[REF]
+
+
+@pytest.mark.parametrize("method, eliminates", [("mix", True), ("single", False)])
+def test_a_dear_candidate_that_cannot_pay_leaves_the_pilot_early(method, eliminates):
+    # "dear_bad" costs two thirds of the reference and never agrees: under "mix" it leaves the
+    # pilot after its first step (elimination.py); "single" does not price plans and keeps it.
+    behaviour = {"perfect": agrees(0.001), "dear_bad": never_agrees(0.02), REF: ref_answer}
+    source = Source(behaviour)
+    cfg = SmartConfig(0.9, 0.95, method, batch_size=256)
+    engine = SmartEngine(cfg, list(behaviour), REF, solver="enumerate",
+                         prices={"perfect": 0.001, "dear_bad": 0.02, REF: 0.03})
+    result = engine.run(10_000, 10_000, source)
+    pilot = result.profile.pilot_size
+    assert (len(source.calls["dear_bad"]) < pilot) == eliminates
+    assert source.calls["dear_bad"] == list(range(len(source.calls["dear_bad"])))
+    assert result.profile.stats["dear_bad"].pilot_n == len(source.calls["dear_bad"])
+    assert result.profile.stats["perfect"].pilot_n == pilot
+    assert result.plan.fractions == {"perfect": 1.0}

@@ -7,7 +7,9 @@ Two stages, on items taken in the (already uniformly random) order of the pool:
    which models are worth confirming, how to split the error budget between
    them and how many items to confirm on (the pays-off rule, ``payoff.py``).
    Its items are profiled (they get the reference's answer) but its counts
-   never enter a bound the plan relies on.
+   never enter a bound the plan relies on. It runs in steps where a step may
+   change what it calls: a candidate no confirmation could pay for any more,
+   even at its optimistic rate (``elimination.py``), leaves it early.
 2. **Confirmation.** Fresh items, on which only the reference and the chosen
    models are called, in looks at sizes fixed by the pilot (the planned size
    times ``payoff.LOOK_MULTIPLIERS``). At each look the pays-off rule decides
@@ -49,6 +51,7 @@ import pandas as pd
 
 from smart_spark.engine.bounds import cp_lower, cp_upper
 from smart_spark.engine.config import SmartConfig
+from smart_spark.engine.elimination import cannot_pay, may_leave
 from smart_spark.engine.payoff import (
     Confirmation,
     LookState,
@@ -281,6 +284,8 @@ class Profiler:
         self._ref_errors: list[str | None] = []
         self._calls = {m: [0, 0.0] for m in [reference, *self.candidates]}
         self._best_saving: dict[str, float] = {}
+        #: Candidates that left the pilot because no confirmation with them could pay (``elimination.py``).
+        self._eliminated: list[str] = []
 
     # --- public -------------------------------------------------------------
     def run(self, n_total: int, pool_size: int) -> Profile:
@@ -311,34 +316,58 @@ class Profiler:
     def _pilot(self, n_total: int, pilot_size: int, limit: int, pilot: _Tally) -> list[str]:
         """Run the pilot; return the candidates still in it at the end.
 
-        Where the pilot's candidate calls are a noticeable part of the most
-        profiling could save (more than ``_SEQUENTIAL_PILOT_SHARE`` of the best
-        candidate's ``payoff.best_possible_saving``: small N, high targets), it
-        runs in steps (``_PILOT_STEPS``, fractions of its size), and after each
-        the pays-off rule, on the counts so far, keeps only the models it would
-        confirm; when it would confirm none, the pilot stops. These choices look
-        only at pilot data, so they cannot bias the confirmation bounds; they
-        only stop paying for models that cannot pay back.
+        The pilot runs in steps (``_PILOT_STEPS``, fractions of its size) when
+        a step may change what it calls, else in one go. Where its candidate
+        calls are a noticeable part of the most profiling could save (more than
+        ``_SEQUENTIAL_PILOT_SHARE`` of the best candidate's
+        ``payoff.best_possible_saving``: small N, high targets), after each
+        step the pays-off rule, on the counts so far, keeps only the models it
+        would confirm; when it would confirm none, the pilot stops. Elsewhere
+        (method "mix", a candidate costing at least
+        ``elimination.MIN_COST_SHARE`` of the reference), after each step but
+        the last a candidate leaves when no confirmation with it could pay even
+        at its optimistic rate (``elimination.cannot_pay``). These choices look
+        only at pilot data at points fixed in advance, so they cannot bias the
+        confirmation bounds; they only stop paying for models that cannot pay
+        back.
         """
         active = list(self.candidates)
         sequential = bool(self.prices) and pilot_size * sum(self.prices[m] for m in active) > (
             _SEQUENTIAL_PILOT_SHARE * max(self._best_saving[m] for m in active)
         )
-        edges = sorted({max(1, round(pilot_size * f)) for f in (_PILOT_STEPS if sequential else (1.0,))})
+        costs = self._unit_costs()
+        eliminating = not sequential and self.config.method == "mix" and any(
+            may_leave(costs[m], costs[self.reference]) for m in active
+        )
+        steps = _PILOT_STEPS if sequential or eliminating else (1.0,)
+        edges = sorted({max(1, round(pilot_size * f)) for f in steps})
         done = 0
         for edge in edges:
             if edge > done:
                 self._stage("pilot", range(done, edge), active, pilot)
                 done = edge
-            if edge < pilot_size:
+            if edge >= pilot_size:
+                break
+            if sequential:
                 keep = self._decide(n_total, pilot, limit - done, active).alphas
                 dropped = [m for m in active if m not in keep]
                 if dropped:
                     logger.info("SMART pilot: dropping %s after %d items (cannot pay back)", dropped, done)
                 active = [m for m in active if m in keep]
-                if not active:
-                    break
+            else:
+                active = self._still_paying(n_total, pilot, limit - done, active)
+            if not active:
+                break
         return active
+
+    def _still_paying(self, n_total: int, pilot: _Tally, max_more: int, active: list[str]) -> list[str]:
+        """``active`` without the candidates no confirmation could pay for (``elimination.cannot_pay``)."""
+        dropped = cannot_pay(self._summary(n_total, pilot, max_more, active), active)
+        if dropped:
+            logger.info("SMART pilot: dropping %s after %d items (no confirmation with them could pay, "
+                        "even at their optimistic rates)", dropped, len(self._positions))
+            self._eliminated.extend(dropped)
+        return [m for m in active if m not in dropped]
 
     def _worth_piloting(self, n_total: int, pilot_size: int) -> list[str]:
         """Candidates whose pilot calls could be paid back, given the prices known up front.
@@ -468,12 +497,17 @@ class Profiler:
             self._ref_errors.extend(ref.errors)
 
     def _decide(self, n_total: int, pilot: _Tally, max_more: int, models: list[str]) -> Confirmation:
-        summary = PilotSummary(
+        return decide_confirmation(self._summary(n_total, pilot, max_more, models), self.config.method)
+
+    def _summary(self, n_total: int, pilot: _Tally, max_more: int, models: list[str]) -> PilotSummary:
+        """The pilot counts of ``models``, and of those that left the pilot (drawn, never chosen)."""
+        shown = [m for m in self.candidates if m in models or m in self._eliminated]
+        return PilotSummary(
             **self._run_state(n_total),
-            counts={m: (pilot.n[m], pilot.k[m]) for m in models},
+            counts={m: (pilot.n[m], pilot.k[m]) for m in shown},
             max_more=max_more,
+            excluded=tuple(self._eliminated),
         )
-        return decide_confirmation(summary, self.config.method)
 
     def _run_state(self, n_total: int, blend=None) -> dict:
         """The fields of ``payoff.RunState`` as they stand now (with the blend's unit cost when given)."""

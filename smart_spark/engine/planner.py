@@ -154,28 +154,32 @@ def enumerate_mix_costs(lower, alpha, unit_cost, model_id, target, budget):
     single_ok = (lower >= target - _TOL) & (alpha <= budget + _TOL)[None, :]
     single_cost = np.where(single_ok, cost, np.inf)
 
-    # Pair (i below target, j at or above): share of i = (L_j - t) / (L_j - L_i).
-    li, lj = lower[:, :, None], lower[:, None, :]
-    ci, cj = cost[:, :, None], cost[:, None, :]
-    t = target[:, :, None]
-    pair_ok = (
-        (np.asarray(model_id)[:, None] != np.asarray(model_id)[None, :])
-        & (alpha[:, None] + alpha[None, :] <= budget + _TOL)
-    )[None, :, :] & (li < t) & (lj >= t - _TOL) & (ci < cj)
+    # Pair (i below target, j at or above): share of i = (L_j - t) / (L_j - L_i). Only the pairs the
+    # budget and model ids allow are formed, in row-major (i, j) order, so the argmin breaks ties as
+    # one over the whole pair matrix would (the others are never feasible).
+    model_id = np.asarray(model_id)
+    allowed = (model_id[:, None] != model_id[None, :]) & (alpha[:, None] + alpha[None, :] <= budget + _TOL)
+    pi, pj = np.nonzero(allowed)
+    li, lj, ci, cj = lower[:, pi], lower[:, pj], cost[:, pi], cost[:, pj]
+    pair_ok = (li < target) & (lj >= target - _TOL) & (ci < cj)
     with np.errstate(divide="ignore", invalid="ignore"):
-        share_i = np.clip((lj - t) / (lj - li), 0.0, 1.0)
+        share_i = np.clip((lj - target) / (lj - li), 0.0, 1.0)
     pair_cost = np.where(pair_ok, cj - share_i * (cj - ci), np.inf)
-
-    flat_pairs = pair_cost.reshape(n_batch, -1)
-    best_pair = flat_pairs.argmin(axis=1)
-    best_single = single_cost.argmin(axis=1)
     rows = np.arange(n_batch)
-    pair_value = flat_pairs[rows, best_pair]
+    if len(pi):
+        best_pair = pair_cost.argmin(axis=1)
+        pair_value = pair_cost[rows, best_pair]
+        best_i, best_j, best_share = pi[best_pair], pj[best_pair], share_i[rows, best_pair]
+    else:
+        pair_value = np.full(n_batch, np.inf)
+        best_i = best_j = np.zeros(n_batch, dtype=int)
+        best_share = np.ones(n_batch)
+
+    best_single = single_cost.argmin(axis=1)
     single_value = single_cost[rows, best_single]
     use_pair = pair_value < single_value
-    pi, pj = np.divmod(best_pair, n_opt)
     pick = np.empty((n_batch, 3))
-    pick[:, 0] = np.where(use_pair, pi, best_single)
-    pick[:, 1] = np.where(use_pair, pj, best_single)
-    pick[:, 2] = np.where(use_pair, share_i.reshape(n_batch, -1)[rows, best_pair], 1.0)
+    pick[:, 0] = np.where(use_pair, best_i, best_single)
+    pick[:, 1] = np.where(use_pair, best_j, best_single)
+    pick[:, 2] = np.where(use_pair, best_share, 1.0)
     return np.minimum(pair_value, single_value), pick

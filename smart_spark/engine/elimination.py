@@ -56,7 +56,7 @@ def may_leave(unit_cost: float, reference_cost: float) -> bool:
     return unit_cost >= MIN_COST_SHARE * reference_cost
 
 
-def cannot_pay(summary: PilotSummary, active: list[str], level: float = LEVEL) -> list[str]:
+def cannot_pay(summary: PilotSummary, active: list[str]) -> list[str]:
     """Candidates of ``active`` no confirmation could pay for, even at their optimistic rate.
 
     ``summary`` holds the pilot counts so far (models that left earlier are in
@@ -77,7 +77,7 @@ def cannot_pay(summary: PilotSummary, active: list[str], level: float = LEVEL) -
             out.append(model)
             continue
         n, k = summary.counts[model]
-        optimistic = float(cp_upper(k, n, level)) if n else 1.0
+        optimistic = float(cp_upper(k, n, LEVEL)) if n else 1.0
         if best_total_with(summary, model, optimistic) >= best.expected_total_cost:
             out.append(model)
     return out

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(args.seed, args.seed + args.trials)
     arms = {**ARMS, "with": (args.min_cost_share, args.level)}
     started = time.perf_counter()
-    ratios, per_arm_ceiling = [], {arm: [] for arm in ARMS}
+    ratios, per_arm_ceiling, per_arm_savings = [], {arm: [] for arm in ARMS}, {arm: [] for arm in ARMS}
     print("cell | savings without | with | cost with/without | misses without/with | "
           "pilot extra without/with (ref calls) | plans changed", flush=True)
     for dataset in chosen:
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             pilot = {arm: float(np.mean([r["pilot_extra"] for r in rs])) / reference_cost for arm, rs in runs.items()}
             changed = sum(a["plan"] != b["plan"] for a, b in zip(runs["without"], runs["with"]))
             ratios.append(savings["with"] / savings["without"])
+            for arm in ARMS:
+                per_arm_savings[arm].append(savings[arm])
             line = (f"{dataset.name} {target:.2f} | {savings['without']:.3f}x | {savings['with']:.3f}x | "
                     f"{cost['with'] / cost['without']:.4f} | {misses['without']}/{misses['with']} | "
                     f"{pilot['without']:.1f}/{pilot['with']:.1f} | {changed}/{len(seeds)}")
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = int(np.argmin(ratios))
     print(f"\nsavings with / without: mean over {len(ratios)} cells {np.mean(ratios):.4f}, "
           f"worst cell {ratios[worst]:.4f} (cell {worst + 1}), best {max(ratios):.4f}")
+    print("mean savings over the cells: " + ", ".join(f"{arm} {np.mean(v):.2f}x" for arm, v in per_arm_savings.items()))
     if args.ceiling:
         for arm, values in per_arm_ceiling.items():
             print(f"mix / ceiling {arm}: lowest cell {min(values):.3f}, mean ratio {np.mean(values):.3f}")

@@ -24,6 +24,10 @@ exact bound; it drops half of each row's answers, which on independent flags
 usually costs more than the union bound saves, so the rule picks it only where
 its expected total is lower.
 
+The pilot's elimination (``elimination.py``) prices with the same rule the
+confirmations that include one model, at its optimistic rate
+(:func:`best_total_with`); all allocations of a kind are priced in one batch.
+
 Everything here looks only at pilot data, which is why the choice of size and
 split cannot bias the confirmation bounds (see ``bounds.py``).
 """

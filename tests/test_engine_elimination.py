@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from smart_spark.engine.elimination import cannot_pay
-from smart_spark.engine.payoff import PilotSummary, best_total_with, decide_confirmation
+from smart_spark.engine.payoff import PilotSummary, best_totals_with_and_without, decide_confirmation
 
 #: Unit costs of conf/simulated_models.yaml's models per item of jobs.bench_spark (gpt-4 = 1).
 COSTS = {"gpt-4": 1.0, "text-davinci-002": 0.63, "gpt-3.5-turbo": 0.065, "text-curie-001": 0.065, "gptj_6B": 0.02}
@@ -34,14 +34,18 @@ def test_a_dear_model_a_cheaper_one_beats_even_at_its_optimistic_rate_leaves():
     assert cannot_pay(summary, list(summary.counts)) == ["text-davinci-002"]
 
 
-def test_optimistic_total_never_beats_the_rule_and_falls_as_the_rate_rises():
+def test_totals_move_with_the_model_and_the_others_plausible_rates():
     summary = _summary({"text-davinci-002": 7, "gpt-3.5-turbo": 9, "text-curie-001": 7, "gptj_6B": 5}, 10, 0.9)
+    model = "text-davinci-002"
     best = decide_confirmation(summary, "mix").expected_total_cost
-    totals = [best_total_with(summary, "text-davinci-002", floor) for floor in (0.0, 0.7, 0.9, 1.0)]
-    assert totals[0] >= best  # at its posterior the rule did not choose it
-    assert totals == sorted(totals, reverse=True)
-    excluded = dataclasses.replace(summary, excluded=("text-davinci-002",))
-    assert best_total_with(excluded, "text-davinci-002", 1.0) == float("inf")
+    with_it, without_it = best_totals_with_and_without(summary, model, 0.0, {})
+    assert with_it >= best and without_it == pytest.approx(best)  # at the posterior the rule did not choose it
+    rising = [best_totals_with_and_without(summary, model, floor, {})[0] for floor in (0.0, 0.7, 0.9, 1.0)]
+    assert rising == sorted(rising, reverse=True)
+    capped = best_totals_with_and_without(summary, model, 0.0, {"gpt-3.5-turbo": 0.6})
+    assert capped[1] >= without_it  # the others at their pessimistic rates leave a dearer plan without it
+    excluded = dataclasses.replace(summary, excluded=(model,))
+    assert best_totals_with_and_without(excluded, model, 1.0, {})[0] == float("inf")
     # an excluded model keeps its posterior draws, so the others' decision is the one they had beside it
     assert decide_confirmation(excluded, "mix") == decide_confirmation(summary, "mix")
 

@@ -25,8 +25,9 @@ usually costs more than the union bound saves, so the rule picks it only where
 its expected total is lower.
 
 The pilot's elimination (``elimination.py``) prices with the same rule the
-confirmations that include one model, at its optimistic rate
-(:func:`best_total_with`); all allocations of a kind are priced in one batch.
+confirmations with and without one model, it at its optimistic rate and the
+others at their pessimistic ones (:func:`best_totals_with_and_without`); all
+allocations of a kind are priced in one batch.
 
 Everything here looks only at pilot data, which is why the choice of size and
 split cannot bias the confirmation bounds (see ``bounds.py``).
@@ -395,31 +396,39 @@ def _best_blend(pilot, candidates, rates, sizes, targets, best: Confirmation) ->
     return best
 
 
-def best_total_with(pilot: PilotSummary, model: str, rate_floor: float) -> float:
-    """Lowest expected total of a confirmation that includes ``model``, its rate lifted to ``rate_floor``.
+def best_totals_with_and_without(pilot: PilotSummary, model: str, floor: float,
+                                 caps: dict[str, float]) -> tuple[float, float]:
+    """Lowest expected totals of a confirmation with ``model`` and of one without it.
 
-    Every allocation the mix rule could pick with ``model`` in it -- alone, in a
-    pair at any budget split, in a blend with any other candidate at any ratio
-    (a superset of the blends the rule offers) -- priced exactly as
-    :func:`decide_confirmation` prices it (confirmation calls at each size, the
-    rows the predicted bounds let the plan route, their prices), with each of
-    ``model``'s posterior draws raised to at least ``rate_floor``: its
-    optimistic value. ``inf`` when ``model`` cannot be confirmed (no pilot
-    rows, not cheaper than the reference, or excluded).
+    Priced as :func:`decide_confirmation` prices a confirmation (its calls at
+    each size, the rows the predicted bounds let the plan route, their
+    prices), with ``model``'s posterior draws raised to at least ``floor`` and
+    every other model's lowered to at most its ``caps`` entry: ``model`` as good
+    and the others as bad as they plausibly are. "With": ``model`` alone, in a
+    pair at any budget split, or in a blend with any other model at any ratio
+    (a superset of the blends the rule offers); "without": stop now, or any
+    single or pair of the others. ``(inf, stop-now total)`` when ``model``
+    cannot be confirmed (no pilot rows, not cheaper than the reference, or
+    excluded).
     """
-    candidates, rates, sizes, targets, _ = _choice_inputs(pilot)
-    if model not in candidates or not len(sizes):
-        return float("inf")
+    candidates, rates, sizes, targets, stop_now = _choice_inputs(pilot)
+    if model not in candidates:
+        return float("inf"), stop_now.expected_total_cost
     m = candidates.index(model)
-    rates = rates.copy()
-    rates[:, m] = np.maximum(rates[:, m], rate_floor)
-    allocations = [a for a in candidate_allocations(len(candidates)) if m in {i for i, _ in a}]
+    draws = rates
+    rates = np.minimum(draws, np.array([caps.get(c, 1.0) for c in candidates])[None, :])
+    rates[:, m] = np.maximum(draws[:, m], floor)
+    every = candidate_allocations(len(candidates))
+    with_m = [a for a in every if m in {i for i, _ in a}]
+    without_m = [a for a in every if m not in {i for i, _ in a}]
     blends = [(min(m, j), max(m, j), ratio) for j in range(len(candidates)) if j != m for ratio in BLEND_RATIOS]
-    totals = np.concatenate([
-        _mix_totals(pilot, candidates, rates, sizes, targets, allocations),
+    totals_with = np.concatenate([
+        _mix_totals(pilot, candidates, rates, sizes, targets, with_m),
         _blend_totals(pilot, candidates, rates, sizes, targets, blends),
     ])
-    return float(totals.min()) if totals.size else float("inf")
+    totals_without = _mix_totals(pilot, candidates, rates, sizes, targets, without_m)
+    best_without = min(stop_now.expected_total_cost, float(totals_without.min()) if totals_without.size else np.inf)
+    return (float(totals_with.min()) if totals_with.size else float("inf")), best_without
 
 
 @dataclass(frozen=True)

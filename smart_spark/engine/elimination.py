@@ -32,6 +32,12 @@ method eliminates: "single" picks the cheapest model whose pilot estimate
 clears the target without pricing plans, and "single-early-stop" keeps its
 one-go pilot.
 
+Measured (``jobs.bench_pilot_elimination``, 10 seeds per cell, the same seeds
+without the rule): ``overruling_like`` N = 2,160, targets 0.80-0.98, every cell
+cheaper (cost 0.906-0.991 of the one-go pilot's); ``many_models`` N = 20,000
+0.979-1.000, ``small_n`` 0.992-1.000; no miss added; the paper grid has no
+candidate at a tenth of gpt-4's cost, so its runs are unchanged.
+
 Why the guarantee is untouched: where the pilot stops to decide is fixed before
 any row is seen (fractions of the pilot size), and what it decides there is a
 function of pilot counts and prices only. Pilot counts never enter a bound the

@@ -83,7 +83,7 @@ class PilotSummary(RunState):
 
     counts: dict[str, tuple[int, int]]
     max_more: int
-    #: Predict each model's bound at the effective size of its routed group (``_group_corrected_costs``).
+    #: Predict each model's bound at the effective size of its routed group (``_plan_cost_per_item``).
     group_aware: bool = True
     #: Models in ``counts`` the rule may not choose (they left the pilot, ``elimination.py``); they
     #: keep their place in the posterior draws, so every other model gets the draws it would have got.
@@ -491,8 +491,7 @@ def _expected_totals(pilot, batch: _Batch, sizes, targets) -> np.ndarray:
         _plan_cost_per_item(pilot, batch.part(slice(start, start + per_chunk)), sizes, targets)
         for start in range(0, n_alloc, per_chunk)
     ])
-    remaining = pilot.n_total - pilot.n_profiled - sizes
-    totals = sizes[None, :] * batch.confirm_costs[:, None] + remaining[None, :] * plan_cost.mean(axis=2)
+    totals = _totals(pilot, sizes[None, :], plan_cost.mean(axis=2), batch.confirm_costs[:, None])
     totals[:, sizes == 0] = np.inf
     return totals
 

@@ -19,7 +19,8 @@ class SmartConfig:
 
     ``accuracy_target``: share of all rows whose answer must equal the reference's.
     ``confidence``: probability with which the target must hold.
-    ``pilot_size``: items of the exploratory pilot; ``None`` picks it from N.
+    ``pilot_size``: items of the exploratory pilot; ``None`` picks it from N
+    (and lets it grow before a long confirmation, ``Profiler._grow_pilot``).
     ``max_profile``: upper limit on profiled items (pilot + confirmation); ``None``: N.
     ``batch_size``: items per profiling batch (one concurrent call per model each).
     """

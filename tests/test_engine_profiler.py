@@ -389,17 +389,20 @@ def test_a_dear_candidate_that_cannot_pay_leaves_the_pilot_early(method, elimina
     assert result.plan.fractions == {"perfect": 1.0}
 
 
+#: Three close candidates (agreement 0.93, 0.95, 0.96): a pilot of 121 rows cannot tell them apart.
+CLOSE_THREE = {
+    "near": agrees_except(0.003, 14),
+    "mid": agrees_except(0.004, 20),
+    "good": agrees_except(0.006, 25),
+    REF: ref_answer,
+}
+
+
 def test_the_pilot_grows_while_a_long_confirmation_has_models_to_choose_between():
-    # Three close candidates (0.93, 0.95, 0.96 agreement) at target 0.95 and N = 200,000: a pilot of
-    # 0.27 sqrt(N) = 121 rows cannot tell them apart, the pays-off rule plans a confirmation many
-    # pilots long and would leave one of them out, so the pilot doubles (Profiler._grow_pilot).
-    behaviour = {
-        "near": agrees_except(0.003, 14),
-        "mid": agrees_except(0.004, 20),
-        "good": agrees_except(0.006, 25),
-        REF: ref_answer,
-    }
-    source, result = _run(behaviour, 200_000, target=0.95, batch_size=512)
+    # At target 0.95 and N = 200,000 the pays-off rule plans a confirmation many pilots
+    # (0.27 sqrt(N) = 121 rows) long and would leave one of them out, so the pilot doubles
+    # (Profiler._grow_pilot).
+    source, result = _run(CLOSE_THREE, 200_000, target=0.95, batch_size=512)
     profile, first = result.profile, auto_pilot_size(200_000)
     assert profile.pilot_size > first
     assert profile.pilot_size in {first * 2**k for k in range(1, 10)}
@@ -413,11 +416,5 @@ def test_the_pilot_grows_while_a_long_confirmation_has_models_to_choose_between(
 
 @pytest.mark.parametrize("target, config", [(0.8, {}), (0.95, {"pilot_size": 121})])
 def test_the_pilot_keeps_its_size_for_a_short_confirmation_or_a_size_set_by_the_user(target, config):
-    behaviour = {
-        "near": agrees_except(0.003, 14),
-        "mid": agrees_except(0.004, 20),
-        "good": agrees_except(0.006, 25),
-        REF: ref_answer,
-    }
-    _, result = _run(behaviour, 200_000, target=target, batch_size=512, **config)
+    _, result = _run(CLOSE_THREE, 200_000, target=target, batch_size=512, **config)
     assert result.profile.pilot_size == 121

@@ -43,6 +43,8 @@ def test_transform_and_summarize_log_to_a_new_run(spark, sim_server, sim_catalog
         assert f"unit_cost_usd.{model}" in metrics and f"status_code.{model}" in metrics
         assert f"smart.status.{model}" in tags
     assert metrics["profiled_items.gpt-3.5-turbo"] > 0 and 0 < metrics["agreement.gpt-3.5-turbo"] <= 1
+    assert metrics["profiled_pilot_items"] > 0
+    assert metrics["profiled_pilot_items"] + metrics["profiled_confirmation_items"] >= metrics["n_profiled"]
     assert "lower_bound.gpt-3.5-turbo" in metrics and "upper_bound.gpt-3.5-turbo" in metrics
     assert metrics["reference_only_cost_usd"] > metrics["expected_cost_usd"] > 0
     assert metrics["realised_spend_usd"] == pytest.approx(summary["spend"])

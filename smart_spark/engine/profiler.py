@@ -373,16 +373,18 @@ class Profiler:
         0.955 one, yet at high targets the pays-off rule may then plan to
         confirm on thousands of rows, and the choice of model decides most of
         the bill. While some piloted model is not among those the rule would
-        confirm (there is a choice to make) and the planned confirmation is more than
-        ``_PILOT_GROWTH_RATIO`` pilots long, the pilot doubles (up to a quarter
-        of what profiling may use), provided the candidate calls of the new
-        pilot rows cost at most ``_PILOT_GROWTH_SHARE`` of the candidate calls
-        the planned confirmation would make; after each doubling the models no
-        confirmation could pay for leave (``elimination.cannot_pay``) and the
-        rule decides again. Only ``method="mix"`` grows its pilot, and only a
-        pilot sized automatically (a ``pilot_size`` set by the user is kept). Every choice
-        here is made on pilot counts, which never enter a bound, so the promise
-        is unchanged.
+        confirm (there is a choice to make) and the planned confirmation is
+        more than ``_PILOT_GROWTH_RATIO`` pilots long, the pilot doubles (up to
+        a quarter of what profiling may use), provided the candidate calls of
+        the new pilot rows cost at most ``_PILOT_GROWTH_SHARE`` of the
+        candidate calls the planned confirmation would make; after each
+        doubling the models no confirmation could pay for leave
+        (``elimination.cannot_pay``) and the rule decides again. Only
+        ``method="mix"`` grows its pilot, and only a pilot sized automatically
+        (a ``pilot_size`` set by the user is kept). Every choice here is made
+        on pilot counts, which never enter a bound, so the promise is
+        unchanged. The sequential pilot of small N keeps only the models the
+        rule would confirm, so it has nothing left to choose and does not grow.
         """
         done = len(self._positions)
         decision = self._decide(n_total, pilot, limit - done, active)

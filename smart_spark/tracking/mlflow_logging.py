@@ -96,6 +96,8 @@ def log_transform(run: Any, *, catalogue, params: dict[str, Any], experiment: st
     metric("n_rows", run.n_rows)
     metric("n_valid", run.n_valid)
     metric("n_profiled", profile.n_profiled)
+    metric("profiled_pilot_items", profile.pilot_size)
+    metric("profiled_confirmation_items", profile.confirmation_size)
     metric("sample_size", run.pool_size)
     metric("profiling_spend_usd", profile.spent)
     metric("fit_paid_usd", getattr(run, "fit_paid", None))
